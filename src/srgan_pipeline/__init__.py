@@ -1,0 +1,4 @@
+"""srgan_pipeline
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,65 @@
+"""Images as RGB ``uint8`` arrays, written atomically.
+
+kedro-datasets' ``pillow.ImageDataset`` moves ``PIL.Image`` objects and writes straight into the
+target file. The pipelines here compute on ``numpy`` arrays, and a crash mid-write must not leave a
+truncated PNG that a later run would read as data, so this subclass keeps the library's versioning
+and filesystem plumbing and changes only the in-memory type and how a local file is written.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from kedro.io.core import get_filepath_str
+from kedro_datasets.pillow import ImageDataset
+from PIL import Image
+
+from srgan_pipeline.imaging import to_rgb_array
+
+
+class RGBImageDataset(ImageDataset):
+    """Loads an image as an ``H x W x 3`` ``uint8`` array; saves an array (or PIL image).
+
+    Any mode Pillow reads (grayscale, palette, RGBA, 16-bit) is converted to RGB on load, so
+    downstream code never branches on image modes. ``save_args`` go to ``PIL.Image.save``; the
+    catalog sets ``compress_level: 1`` for intermediate stages, where PNG encoding time dominates.
+    """
+
+    def load(self) -> np.ndarray:
+        return to_rgb_array(super().load())
+
+    def save(self, data: np.ndarray | Image.Image) -> None:
+        image = Image.fromarray(np.ascontiguousarray(data)) if isinstance(data, np.ndarray) else data
+        save_path = self._get_save_path()
+        image_format = self._get_format(save_path)
+        if self._protocol != "file":
+            # Object stores publish an object only once its upload completes: already atomic.
+            with self._fs.open(get_filepath_str(save_path, self._protocol), "wb") as fs_file:
+                image.save(fs_file, format=image_format, **self._save_args)
+        else:
+            buffer = io.BytesIO()
+            image.save(buffer, format=image_format, **self._save_args)
+            write_bytes_atomic(Path(get_filepath_str(save_path, self._protocol)), buffer.getvalue())
+        self._invalidate_cache()
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place.
+
+    ``os.replace`` is atomic on POSIX and Windows, so readers see the old file or the new one,
+    never a partial write.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp_file:
+            tmp_file.write(payload)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+

@@ -1,0 +1,205 @@
+"""Image sources: where HR images come from, validated before anything is fetched.
+
+A source is a named entry of ``data_prep.train_sources`` or ``data_prep.eval_sets``. Which kind
+it is follows from the location it names, so one ``--params`` value can redirect it:
+
+- ``path``: a folder of images the user already has (``local``); wins over ``url`` when both are
+  set, because a copy on disk needs no download;
+- ``url``: an archive, downloaded once into ``<raw_dir>/downloads/``, verified and extracted;
+- ``builtin``: names of the colour photographs scikit-image ships inside its wheel (offline).
+
+``kind`` may also be written explicitly; it must then agree with the location that is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srgan_pipeline.downloads import download, extract
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("url", "local", "builtin")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SPEC_KEYS = frozenset(
+    {"kind", "enabled", "path", "url", "size", "sha256", "md5", "images_in", "builtin", "note"}
+)
+# Natural colour photographs inside scikit-image's wheel (skimage/data); the others are
+# grayscale, synthetic or microscopy images that would teach the model little about photos.
+BUILTIN_PHOTOS = {
+    "astronaut": "astronaut.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "retina": "retina.jpg",
+    "rocket": "rocket.jpg",
+    "immunohistochemistry": "ihc.png",
+}
+
+
+class SourceError(ValueError):
+    """A source is misconfigured or unusable; the message names the parameter or file."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One validated source. ``param`` is its parameter path, used in every message."""
+
+    name: str
+    param: str
+    kind: str
+    path: str | None = None
+    url: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    images_in: str | None = None
+    builtin: tuple[str, ...] = field(default_factory=tuple)
+
+
+def parse_sources(raw: Mapping[str, Any] | None, param: str) -> list[SourceSpec]:
+    """Validate every source under ``param`` (e.g. ``data_prep.train_sources``) at once.
+
+    All errors are raised before any download starts, so a typo in the last source does not
+    cost a multi-GB download of the first.
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise SourceError(f"{param} must map source names to settings, got {type(raw).__name__}")
+    specs = []
+    for name, settings in raw.items():
+        spec = _parse_one(str(name), settings, f"{param}.{name}")
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def _parse_one(name: str, settings: Any, param: str) -> SourceSpec | None:
+    if not isinstance(settings, Mapping):
+        raise SourceError(
+            f"{param} must be a mapping with 'path', 'url' or 'builtin', got {settings!r}"
+        )
+    unknown = set(settings) - SPEC_KEYS
+    if unknown:
+        raise SourceError(
+            f"{param}: unknown setting(s) {sorted(unknown)}; valid settings are {sorted(SPEC_KEYS)}"
+        )
+    if not settings.get("enabled", True):
+        logger.info("Source %s is disabled (%s.enabled=false)", name, param)
+        return None
+
+    path, url, builtin = settings.get("path"), settings.get("url"), settings.get("builtin")
+    kind = settings.get("kind")
+    if kind is None:
+        kind = "local" if path else "url" if url else "builtin" if builtin else None
+    if kind is None:
+        raise SourceError(
+            f"Source '{name}' has no location. Set {param}.path=<folder of images> or "
+            f"{param}.url=<archive URL> (for example with kedro run --params="
+            f'"{param}.path=/data/my_images"), or turn it off with {param}.enabled=false.'
+        )
+    if kind not in KINDS:
+        raise SourceError(f"{param}.kind: unknown source kind {kind!r}; choose one of {KINDS}")
+    required = {"local": "path", "url": "url", "builtin": "builtin"}[kind]
+    if not settings.get(required):
+        raise SourceError(f"{param}.kind is {kind!r} but {param}.{required} is not set")
+    if kind == "local" and url:
+        logger.info("Source %s: using local folder %s instead of downloading %s", name, path, url)
+
+    size = settings.get("size")
+    if size is not None and (not isinstance(size, int) or size <= 0):
+        raise SourceError(f"{param}.size must be a positive number of bytes, got {size!r}")
+    sha256, md5 = settings.get("sha256"), settings.get("md5")
+    for key, digest, length in (("sha256", sha256, 64), ("md5", md5, 32)):
+        if digest is not None and not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", str(digest)):
+            raise SourceError(f"{param}.{key} must be {length} hex digits, got {digest!r}")
+
+    names: tuple[str, ...] = ()
+    if kind == "builtin":
+        names = (builtin,) if isinstance(builtin, str) else tuple(builtin)
+        unknown_photos = [n for n in names if n not in BUILTIN_PHOTOS]
+        if unknown_photos:
+            raise SourceError(
+                f"{param}.builtin: unknown photograph(s) {unknown_photos}; scikit-image ships "
+                f"{sorted(BUILTIN_PHOTOS)}"
+            )
+    return SourceSpec(
+        name=name,
+        param=param,
+        kind=kind,
+        path=str(path) if path else None,
+        url=str(url) if url else None,
+        size=size,
+        sha256=str(sha256).lower() if sha256 else None,
+        md5=str(md5).lower() if md5 else None,
+        images_in=settings.get("images_in"),
+        builtin=names,
+    )
+
+
+def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
+    """Make the source's images available on disk and return the folder holding them."""
+    if spec.kind == "local":
+        folder = Path(spec.path).expanduser()
+        if not folder.is_dir():
+            raise SourceError(
+                f"{spec.param}.path: folder '{spec.path}' does not exist "
+                f"(resolved to {folder.resolve()}). Point it at a folder of images."
+            )
+    elif spec.kind == "url":
+        archive = raw_dir / "downloads" / Path(spec.url.split("?")[0]).name
+        download(spec.url, archive, size=spec.size, sha256=spec.sha256, md5=spec.md5,
+                 progress=progress)
+        folder = extract(archive, raw_dir / "extracted" / archive.name.split(".")[0])
+    else:
+        folder = raw_dir / "builtin" / spec.name
+        _copy_builtin_photos(spec.builtin, folder)
+    if spec.images_in:
+        folder = folder / spec.images_in
+        if not folder.is_dir():
+            raise SourceError(f"{spec.param}.images_in: '{spec.images_in}' is not a folder in "
+                              f"{folder.parent}")
+    return folder
+
+
+def _copy_builtin_photos(names: tuple[str, ...], folder: Path) -> None:
+    from skimage import data as skimage_data  # scikit-image is only needed by this kind
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = Path(skimage_data.data_dir) / BUILTIN_PHOTOS[name]
+        target = folder / source.name
+        if target.exists() and target.stat().st_size == source.stat().st_size:
+            continue
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+
+
+def list_images(folder: Path, param: str) -> list[str]:
+    """Image files below ``folder`` as sorted POSIX paths relative to it.
+
+    Hidden files and folders are ignored: archives made on macOS carry ``__MACOSX/._name.png``
+    resource forks that look like images but are not.
+    """
+    images = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(folder).parts)
+    )
+    if not images:
+        raise SourceError(
+            f"{param}: no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {folder}"
+        )
+    return images
