@@ -1,0 +1,340 @@
+"""Tests for srgan_pipeline.downloads against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from srgan_pipeline import downloads
+from srgan_pipeline.downloads import (
+    ChecksumMismatchError,
+    DownloadError,
+    UnsafeArchiveError,
+    download,
+    extract,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        data = srv.files.get(self.path)
+        if data is None:
+            self.send_error(404, "Not Found")
+            return
+        start, rng = 0, self.headers.get("Range")
+        if rng and not srv.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.drop_after is not None:  # simulate a connection lost midway
+            self.wfile.write(body[: srv.drop_after])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if srv.stall_after is not None:  # simulate a server that stops sending
+            self.wfile.write(body[: srv.stall_after])
+            self.wfile.flush()
+            time.sleep(1.0)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.files, srv.requests, srv.ignore_range = {}, [], False
+    srv.drop_after = srv.stall_after = None
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def _images(n: int = 3, size: int = 4000) -> dict[str, bytes]:
+    return {f"HR/{i:04d}.png": PNG_MAGIC + os.urandom(size) for i in range(1, n + 1)}
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _tar(files: dict[str, bytes], mode: str = "w", links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/DIV2K.zip"
+
+
+def _leftovers(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name + "."))
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [
+        ("DIV2K_train_HR.zip", _zip),
+        ("benchmark.tar", _tar),
+        ("bench.tar.gz", lambda f: _tar(f, "w:gz")),
+        ("bench.tgz", lambda f: _tar(f, "w:gz")),
+        ("bench.tar.bz2", lambda f: _tar(f, "w:bz2")),
+        ("bench.tar.xz", lambda f: _tar(f, "w:xz")),
+    ],
+)
+def test_download_extract_then_rerun_is_offline(server, tmp_path, monkeypatch, name, build):
+    files = _images()
+    data = build(files)
+    server.files[f"/{name}"] = data
+    dest = tmp_path / "01_raw" / "div2k" / name
+    out = tmp_path / "01_raw" / "div2k" / "extracted"
+
+    got = download(f"{server.url}/{name}", dest, size=len(data), sha256=_sha(data),
+                   progress=False, chunk_size=1024)
+    assert got == dest and dest.read_bytes() == data
+    assert not Path(f"{dest}.part").exists()
+    assert extract(dest, out) == out
+    for member, content in files.items():
+        assert (out / member).read_bytes() == content
+    assert not out.with_name("extracted.partial").exists()
+    assert len(server.requests) == 1
+
+    # Re-run: no request, no re-hash (sidecar matches), no extraction.
+    monkeypatch.setattr(downloads, "_hashers", lambda *a: pytest.fail("re-hashed"))
+    monkeypatch.setattr(downloads.zipfile, "ZipFile", lambda *a: pytest.fail("re-extracted"))
+    monkeypatch.setattr(downloads.tarfile, "open", lambda *a: pytest.fail("re-extracted"))
+    assert download(f"{server.url}/{name}", dest, size=len(data), sha256=_sha(data),
+                    progress=False) == dest
+    assert extract(dest, out) == out
+    assert len(server.requests) == 1
+
+
+def test_existing_file_is_rehashed_when_it_changes(server, tmp_path):
+    data = os.urandom(3000)
+    server.files["/a.bin"] = data
+    dest = tmp_path / "a.bin"
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    dest.write_bytes(os.urandom(3000))  # same size, new mtime -> sidecar is stale
+    os.utime(dest, ns=(1, 1))
+    with pytest.raises(ChecksumMismatchError, match="already at"):
+        download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.exists()  # a file the user placed is never deleted
+    assert len(server.requests) == 1
+
+
+def test_file_placed_by_hand_is_used_offline(tmp_path):
+    data = _zip(_images(1))
+    dest = tmp_path / "DIV2K.zip"
+    dest.write_bytes(data)
+    assert download(_closed_port_url(), dest, size=len(data), sha256=_sha(data),
+                    md5=hashlib.md5(data).hexdigest(), progress=False) == dest
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    server.files["/a.zip"] = data = _zip(_images(1))
+    dest = tmp_path / "a.zip"
+    with pytest.raises(ChecksumMismatchError) as exc:
+        download(f"{server.url}/a.zip", dest, sha256="0" * 64, progress=False)
+    msg = str(exc.value)
+    assert f"{server.url}/a.zip" in msg and "0" * 64 in msg and _sha(data) in msg
+    assert not dest.exists() and _leftovers(dest) == []
+
+
+def test_md5_mismatch(server, tmp_path):
+    server.files["/a.bin"] = os.urandom(100)
+    with pytest.raises(ChecksumMismatchError, match="md5 mismatch"):
+        download(f"{server.url}/a.bin", tmp_path / "a.bin", md5="f" * 32, progress=False)
+
+
+def test_size_mismatch(server, tmp_path):
+    server.files["/a.bin"] = data = os.urandom(1000)
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError, match="expected 999 bytes, got 1000"):
+        download(f"{server.url}/a.bin", dest, size=len(data) - 1, progress=False)
+    assert not dest.exists() and _leftovers(dest) == []
+
+
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_interrupted_download_resumes_or_restarts(server, tmp_path, ignore_range):
+    server.files["/big.tar"] = data = os.urandom(50_000)
+    dest = tmp_path / "big.tar"
+    part = Path(f"{dest}.part")
+    server.drop_after = 20_000
+    with pytest.raises(DownloadError, match="run again to resume") as exc:
+        download(f"{server.url}/big.tar", dest, sha256=_sha(data), timeout=5,
+                 progress=False, chunk_size=4096)
+    assert "place it at" in str(exc.value)
+    n = part.stat().st_size
+    assert 0 < n < len(data) and not dest.exists()
+
+    server.drop_after, server.ignore_range = None, ignore_range
+    download(f"{server.url}/big.tar", dest, sha256=_sha(data), progress=True, chunk_size=4096)
+    assert dest.read_bytes() == data and not part.exists()
+    assert server.requests[-1] == ("/big.tar", f"bytes={n}-")
+
+
+def test_stalled_download_times_out_and_resumes(server, tmp_path):
+    server.files["/a.bin"] = data = os.urandom(30_000)
+    dest = tmp_path / "a.bin"
+    server.stall_after = 10_000
+    with pytest.raises(DownloadError, match="interrupted after 10000 bytes") as exc:
+        download(f"{server.url}/a.bin", dest, timeout=0.3, progress=False, chunk_size=1000)
+    assert isinstance(exc.value.__cause__, TimeoutError)
+    server.stall_after = None
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.read_bytes() == data
+    assert server.requests[-1] == ("/a.bin", "bytes=10000-")
+
+
+def test_part_larger_than_file_restarts_after_416(server, tmp_path):
+    server.files["/a.bin"] = data = os.urandom(1000)
+    dest = tmp_path / "a.bin"
+    Path(f"{dest}.part").write_bytes(os.urandom(1500))
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.read_bytes() == data
+    assert [r for _, r in server.requests] == ["bytes=1500-", None]
+
+
+def test_complete_part_is_used_after_416(server, tmp_path):
+    server.files["/a.bin"] = data = os.urandom(1000)
+    dest = tmp_path / "a.bin"
+    Path(f"{dest}.part").write_bytes(data)
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.read_bytes() == data
+    assert [r for _, r in server.requests] == ["bytes=1000-"]
+
+
+def test_first_download_records_sha256_and_detects_remote_change(server, tmp_path):
+    server.files["/a.tar"] = first = _tar(_images(1))
+    dest = tmp_path / "a.tar"
+    record = Path(f"{dest}.sha256")
+    download(f"{server.url}/a.tar", dest, progress=False)
+    assert record.read_text().split() == [_sha(first), "a.tar"]
+
+    server.files["/a.tar"] = second = _tar(_images(2))
+    dest.unlink()
+    with pytest.raises(ChecksumMismatchError, match="changed since the first download") as exc:
+        download(f"{server.url}/a.tar", dest, progress=False)
+    assert str(record) in str(exc.value) and _sha(second) in str(exc.value)
+    assert not dest.exists() and not Path(f"{dest}.part").exists()
+
+    record.unlink()  # accept the new remote file
+    download(f"{server.url}/a.tar", dest, progress=False)
+    assert dest.read_bytes() == second and record.read_text().split()[0] == _sha(second)
+
+
+def test_unreachable_server(tmp_path):
+    url, dest = _closed_port_url(), tmp_path / "raw" / "DIV2K.zip"
+    with pytest.raises(DownloadError) as exc:
+        download(url, dest, timeout=2, progress=False)
+    msg = str(exc.value)
+    assert url in msg and str(dest) in msg and "place it at" in msg and "offline" in msg
+    assert exc.value.__cause__ is not None
+    assert not dest.exists()
+
+
+def test_http_404(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404") as exc:
+        download(f"{server.url}/missing.zip", tmp_path / "missing.zip", progress=False)
+    assert f"{server.url}/missing.zip" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "member"),
+    [
+        ("evil.zip", _zip({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
+        ("abs.zip", _zip({"/tmp/evil.txt": b"pwned"}), "/tmp/evil.txt"),
+        ("evil.tar", _tar({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
+        ("link.tar.gz", _tar({"ok.png": b"x"}, "w:gz", links={"passwd": "/etc/passwd"}),
+         "passwd"),
+    ],
+)
+def test_unsafe_archives_are_rejected(tmp_path, name, data, member):
+    archive = tmp_path / "archives" / name
+    archive.parent.mkdir()
+    archive.write_bytes(data)
+    root = tmp_path / "raw"
+    root.mkdir()
+    out = root / "out"
+    with pytest.raises(UnsafeArchiveError) as exc:
+        extract(archive, out)
+    assert str(archive) in str(exc.value) and member in str(exc.value)
+    assert list(root.iterdir()) == []  # no out, no out.partial, no evil.txt
+    assert not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize(("name", "data"), [("bad.zip", b"PK\x03\x04 not a zip"),
+                                            ("bad.tar.gz", b"\x1f\x8b not gzip")])
+def test_corrupt_archive(tmp_path, name, data):
+    archive = tmp_path / name
+    archive.write_bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(DownloadError, match="corrupt") as exc:
+        extract(archive, out)
+    assert str(archive) in str(exc.value) and "delete it" in str(exc.value)
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_extract_replaces_stale_partial_and_refuses_foreign_dir(tmp_path):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip(_images(1)))
+    stale = tmp_path / "out.partial"
+    (stale / "junk").mkdir(parents=True)
+    extract(archive, tmp_path / "out")
+    assert not stale.exists() and (tmp_path / "out" / "HR" / "0001.png").exists()
+
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DownloadError, match="no valid .extracted marker"):
+        extract(archive, tmp_path / "mine")
