@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +47,83 @@ def image_folder(tmp_path: Path) -> Path:
     good = (folder / "a.png").read_bytes()
     (folder / "broken.png").write_bytes(good[: len(good) // 2])
     return folder
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        data = srv.files.get(self.path)
+        if data is None:
+            self.send_error(404, "Not Found")
+            return
+        start, rng = 0, self.headers.get("Range")
+        if rng and not srv.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.drop_after is not None:  # simulate a connection lost midway
+            self.wfile.write(body[: srv.drop_after])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if srv.stall_after is not None:  # simulate a server that stops sending
+            self.wfile.write(body[: srv.stall_after])
+            self.wfile.flush()
+            time.sleep(1.0)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on 127.0.0.1 (Range support, switches to drop or stall a transfer)."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.files, srv.requests, srv.ignore_range = {}, [], False
+    srv.drop_after = srv.stall_after = None
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def tar_bytes(
+    files: dict[str, bytes], mode: str = "w", links: dict[str, str] | None = None
+) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return buf.getvalue()

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import socket
-import tarfile
-import threading
-import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import tar_bytes, zip_bytes
 
 from srgan_pipeline import downloads
 from srgan_pipeline.downloads import (
@@ -27,85 +22,8 @@ from srgan_pipeline.downloads import (
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        data = srv.files.get(self.path)
-        if data is None:
-            self.send_error(404, "Not Found")
-            return
-        start, rng = 0, self.headers.get("Range")
-        if rng and not srv.ignore_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if srv.drop_after is not None:  # simulate a connection lost midway
-            self.wfile.write(body[: srv.drop_after])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if srv.stall_after is not None:  # simulate a server that stops sending
-            self.wfile.write(body[: srv.stall_after])
-            self.wfile.flush()
-            time.sleep(1.0)
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.files, srv.requests, srv.ignore_range = {}, [], False
-    srv.drop_after = srv.stall_after = None
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
-
-
 def _images(n: int = 3, size: int = 4000) -> dict[str, bytes]:
     return {f"HR/{i:04d}.png": PNG_MAGIC + os.urandom(size) for i in range(1, n + 1)}
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _tar(files: dict[str, bytes], mode: str = "w", links: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tf.addfile(info)
-    return buf.getvalue()
 
 
 def _sha(data: bytes) -> str:
@@ -126,12 +44,12 @@ def _leftovers(path: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("name", "build"),
     [
-        ("DIV2K_train_HR.zip", _zip),
-        ("benchmark.tar", _tar),
-        ("bench.tar.gz", lambda f: _tar(f, "w:gz")),
-        ("bench.tgz", lambda f: _tar(f, "w:gz")),
-        ("bench.tar.bz2", lambda f: _tar(f, "w:bz2")),
-        ("bench.tar.xz", lambda f: _tar(f, "w:xz")),
+        ("DIV2K_train_HR.zip", zip_bytes),
+        ("benchmark.tar", tar_bytes),
+        ("bench.tar.gz", lambda f: tar_bytes(f, "w:gz")),
+        ("bench.tgz", lambda f: tar_bytes(f, "w:gz")),
+        ("bench.tar.bz2", lambda f: tar_bytes(f, "w:bz2")),
+        ("bench.tar.xz", lambda f: tar_bytes(f, "w:xz")),
     ],
 )
 def test_download_extract_then_rerun_is_offline(server, tmp_path, monkeypatch, name, build):
@@ -175,7 +93,7 @@ def test_existing_file_is_rehashed_when_it_changes(server, tmp_path):
 
 
 def test_file_placed_by_hand_is_used_offline(tmp_path):
-    data = _zip(_images(1))
+    data = zip_bytes(_images(1))
     dest = tmp_path / "DIV2K.zip"
     dest.write_bytes(data)
     assert download(_closed_port_url(), dest, size=len(data), sha256=_sha(data),
@@ -183,7 +101,7 @@ def test_file_placed_by_hand_is_used_offline(tmp_path):
 
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
-    server.files["/a.zip"] = data = _zip(_images(1))
+    server.files["/a.zip"] = data = zip_bytes(_images(1))
     dest = tmp_path / "a.zip"
     with pytest.raises(ChecksumMismatchError) as exc:
         download(f"{server.url}/a.zip", dest, sha256="0" * 64, progress=False)
@@ -257,13 +175,13 @@ def test_complete_part_is_used_after_416(server, tmp_path):
 
 
 def test_first_download_records_sha256_and_detects_remote_change(server, tmp_path):
-    server.files["/a.tar"] = first = _tar(_images(1))
+    server.files["/a.tar"] = first = tar_bytes(_images(1))
     dest = tmp_path / "a.tar"
     record = Path(f"{dest}.sha256")
     download(f"{server.url}/a.tar", dest, progress=False)
     assert record.read_text().split() == [_sha(first), "a.tar"]
 
-    server.files["/a.tar"] = second = _tar(_images(2))
+    server.files["/a.tar"] = second = tar_bytes(_images(2))
     dest.unlink()
     with pytest.raises(ChecksumMismatchError, match="changed since the first download") as exc:
         download(f"{server.url}/a.tar", dest, progress=False)
@@ -294,10 +212,10 @@ def test_http_404(server, tmp_path):
 @pytest.mark.parametrize(
     ("name", "data", "member"),
     [
-        ("evil.zip", _zip({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
-        ("abs.zip", _zip({"/tmp/evil.txt": b"pwned"}), "/tmp/evil.txt"),
-        ("evil.tar", _tar({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
-        ("link.tar.gz", _tar({"ok.png": b"x"}, "w:gz", links={"passwd": "/etc/passwd"}),
+        ("evil.zip", zip_bytes({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
+        ("abs.zip", zip_bytes({"/tmp/evil.txt": b"pwned"}), "/tmp/evil.txt"),
+        ("evil.tar", tar_bytes({"ok.png": b"x", "../evil.txt": b"pwned"}), "../evil.txt"),
+        ("link.tar.gz", tar_bytes({"ok.png": b"x"}, "w:gz", links={"passwd": "/etc/passwd"}),
          "passwd"),
     ],
 )
@@ -329,7 +247,7 @@ def test_corrupt_archive(tmp_path, name, data):
 
 def test_extract_replaces_stale_partial_and_refuses_foreign_dir(tmp_path):
     archive = tmp_path / "a.zip"
-    archive.write_bytes(_zip(_images(1)))
+    archive.write_bytes(zip_bytes(_images(1)))
     stale = tmp_path / "out.partial"
     (stale / "junk").mkdir(parents=True)
     extract(archive, tmp_path / "out")

@@ -1,0 +1,15 @@
+"""SRGAN networks: SRResNet generator, WGAN-GP critic, VGG19 perceptual loss."""
+
+from srgan_pipeline.models.critic import Critic, assert_no_batchnorm
+from srgan_pipeline.models.generator import Generator, hr_to_unit, unit_to_hr
+from srgan_pipeline.models.perceptual import VGG19_LAYERS, VGGPerceptualLoss
+
+__all__ = [
+    "VGG19_LAYERS",
+    "Critic",
+    "Generator",
+    "VGGPerceptualLoss",
+    "assert_no_batchnorm",
+    "hr_to_unit",
+    "unit_to_hr",
+]

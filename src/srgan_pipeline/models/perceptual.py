@@ -1,0 +1,223 @@
+"""VGG19 perceptual ("content") loss of SRGAN.
+
+Ledig et al. 2017 define the VGG loss in Sec. 2.2.2 (Eq. 5) as the Euclidean distance
+between VGG19 feature maps of the reconstruction and of the reference; "VGG54" (the
+paper's choice) is the feature map after the 4th conv (and its ReLU) before the 5th
+max-pool, i.e. `relu5_4`. Sec. 3.2 of the paper rescales the feature maps by 1/12.75 so
+the VGG loss has a scale comparable to the MSE loss, which is the same as multiplying the
+loss by 1/12.75^2 ~= 0.006. We divide both feature maps by `FEATURE_SCALE` = 12.75 and
+take the mean squared error over all elements (N, C, H, W).
+
+Inputs are images in [0, 1] (convert generator output with
+`srgan_pipeline.models.generator.hr_to_unit`); the module applies the ImageNet mean/std
+normalisation the VGG weights were trained with.
+
+Weights (`weights=`):
+  * "imagenet": torchvision's VGG19_Weights.IMAGENET1K_V1, read from the torch hub cache
+    ($TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth) or downloaded; when neither works a
+    RuntimeError says which file to put where.
+  * a path to a torchvision vgg19 state dict (full model, keys "features.N.*", or the
+    features part only, keys "N.*"), loaded with torch.load(weights_only=True).
+  * "random": explicit opt-in for offline smoke runs; deterministic (seeded) random init.
+    This is NOT the published VGG loss, and a WARNING says so.
+`self.weights_source` records which one was used ("imagenet", "file:<abs path>",
+"random") so training can log it (e.g. to MLflow).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from http.client import HTTPException
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Paper Sec. 3.2: feature maps rescaled by 1/12.75 (loss x 1/12.75^2 ~= 0.006).
+FEATURE_SCALE = 12.75
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision's vgg19 ("E") features: numbers are conv widths, "M" is a 2x2 max-pool.
+# Each conv is followed by a ReLU, so the indices below match vgg19().features exactly.
+_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]  # fmt: skip
+
+# reluX_Y = ReLU after the Y-th conv of block X, as an index into vgg19().features.
+VGG19_LAYERS = {
+    "relu1_1": 1, "relu1_2": 3,
+    "relu2_1": 6, "relu2_2": 8,
+    "relu3_1": 11, "relu3_2": 13, "relu3_3": 15, "relu3_4": 17,
+    "relu4_1": 20, "relu4_2": 22, "relu4_3": 24, "relu4_4": 26,
+    "relu5_1": 29, "relu5_2": 31, "relu5_3": 33, "relu5_4": 35,
+}  # fmt: skip
+
+
+def _vgg19_features(last_index: int) -> nn.Sequential:
+    """vgg19().features[: last_index + 1], built directly.
+
+    Building only the needed layers avoids allocating the full VGG19 (its classifier
+    alone holds ~120M parameters) and skips the compute of the unused deeper layers.
+    Same layer types and indices as torchvision, so its state dicts load unchanged.
+    """
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in _VGG19_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            in_ch = v
+    return nn.Sequential(*layers[: last_index + 1])
+
+
+def _imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's IMAGENET1K_V1 VGG19 weights from the hub cache, downloading if absent.
+
+    A failed download (no network, proxy refusal, DNS, timeout) becomes a RuntimeError
+    telling the user exactly which file to place where, or which alternatives to use.
+    """
+    from torchvision.models import VGG19_Weights
+
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    filename = os.path.basename(urlparse(url).path)  # vgg19-dcbb9e9d.pth
+    cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
+    cached = os.path.join(cache_dir, filename)
+    if not os.path.isfile(cached):
+        os.makedirs(cache_dir, exist_ok=True)
+        # The hex part of the file name is the start of the file's SHA-256 (torch.hub's
+        # convention); download_url_to_file verifies it.
+        match = re.search(r"-([a-f0-9]+)\.", filename)
+        try:
+            torch.hub.download_url_to_file(
+                url, cached, hash_prefix=match.group(1) if match else None, progress=False
+            )
+        except (OSError, HTTPException) as err:  # URLError, timeouts, SSL errors are OSError
+            raise RuntimeError(
+                f"Could not get the ImageNet VGG19 weights for the perceptual loss: "
+                f"'{filename}' is not in the torch hub cache and downloading it from {url} "
+                f"failed ({err!r}). Either place the file {filename} at {cached} (cache "
+                f"directory {cache_dir}, from torch.hub.get_dir(); set TORCH_HOME to move "
+                f"it), or pass weights='<path to a vgg19 state dict .pth>', or pass "
+                f"weights='random' for offline smoke runs (NOT the published VGG loss)."
+            ) from err
+    return torch.load(cached, map_location="cpu", weights_only=True)
+
+
+def _features_only(state: dict[str, torch.Tensor], last_index: int) -> dict[str, torch.Tensor]:
+    """Keep the `features` entries of a vgg19 state dict up to `last_index`, keyed "N.*".
+
+    Accepts a full model state dict ("features.N.weight", "classifier...") or a features
+    state dict ("N.weight"); deeper layers than the truncated module has are dropped.
+    """
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    # Keys that are not "N.*" are kept so that load_state_dict reports them as unexpected.
+    return {
+        k: v
+        for k, v in state.items()
+        if not k.split(".", 1)[0].isdigit() or int(k.split(".", 1)[0]) <= last_index
+    }
+
+
+class VGGPerceptualLoss(nn.Module):
+    """MSE between rescaled VGG19 feature maps of two [0, 1] image batches.
+
+    Frozen (no parameter requires grad) and always in eval mode: `train()` is overridden
+    so that a parent's `.train()` cannot switch it. Gradients still flow to the inputs.
+
+    Args:
+        layer: feature layer name, relu1_1 .. relu5_4 (default relu5_4 = paper's VGG54).
+        weights: "imagenet", a path to a vgg19 state dict, or "random" (see module doc).
+        seed: seed of the "random" init, so offline runs are repeatable (ignored otherwise).
+    """
+
+    def __init__(
+        self,
+        layer: str = "relu5_4",
+        weights: str | os.PathLike = "imagenet",
+        seed: int = 0,
+    ):
+        super().__init__()
+        if layer not in VGG19_LAYERS:
+            raise ValueError(
+                f"Unknown VGG19 layer {layer!r}; valid names: {', '.join(VGG19_LAYERS)}"
+            )
+        self.layer = layer
+        last = VGG19_LAYERS[layer]
+        self.features = _vgg19_features(last)
+
+        if weights == "random":
+            self._random_init(seed)
+            self.weights_source = "random"
+            logger.warning(
+                "VGGPerceptualLoss uses RANDOM VGG19 weights (seed=%d): the perceptual loss "
+                "is NOT the published VGG loss. Use it only for offline smoke runs.",
+                seed,
+            )
+        elif weights == "imagenet":
+            self.features.load_state_dict(_features_only(_imagenet_state_dict(), last))
+            self.weights_source = "imagenet"
+        else:
+            path = os.fspath(weights)
+            looks_like_path = path.endswith((".pth", ".pt")) or os.path.exists(path)
+            if not looks_like_path:
+                raise ValueError(
+                    f"weights must be 'imagenet', 'random' or a path to a vgg19 state dict "
+                    f"(.pth/.pt); got {path!r}"
+                )
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"VGG19 weights file not found: {path}")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError(f"{path} does not hold a state dict (got {type(state)})")
+            try:
+                self.features.load_state_dict(_features_only(state, last))
+            except RuntimeError as err:
+                raise RuntimeError(f"{path} is not a torchvision vgg19 state dict: {err}") from err
+            self.weights_source = f"file:{os.path.abspath(path)}"
+
+        self.features.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.train(False)
+
+    @torch.no_grad()
+    def _random_init(self, seed: int) -> None:
+        """torchvision's VGG conv init (Kaiming-normal fan_out, zero bias), from a private
+        generator so it is repeatable and leaves the global RNG untouched."""
+        gen = torch.Generator().manual_seed(seed)
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(
+                    m.weight, mode="fan_out", nonlinearity="relu", generator=gen
+                )
+                nn.init.zeros_(m.bias)
+
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
+        """Ignore `mode`: the loss network is fixed and stays in eval mode."""
+        return super().train(False)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Rescaled VGG features (divided by FEATURE_SCALE) of images in [0, 1]."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"VGGPerceptualLoss expects RGB images shaped (N, 3, H, W) in [0, 1]; "
+                f"got shape {tuple(x.shape)}"
+            )
+        return self.features((x - self.mean) / self.std) / FEATURE_SCALE
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """Perceptual loss between a reconstruction `sr` and a reference `hr`, both in
+        [0, 1] and of the same shape. The MSE is taken in float32 (also under autocast)."""
+        if sr.shape != hr.shape:
+            raise ValueError(
+                f"sr and hr must have the same shape; got {tuple(sr.shape)} and {tuple(hr.shape)}"
+            )
+        return F.mse_loss(self.feature_map(sr).float(), self.feature_map(hr).float())
