@@ -63,7 +63,8 @@ def test_local_source_lists_images_recursively_and_ignores_hidden_files(tmp_path
 
 
 def test_missing_local_folder_and_empty_folder_are_clear_errors(tmp_path):
-    with pytest.raises(SourceError, match="data_prep.train_sources.s.path: folder .* does not exist"):
+    missing = "data_prep.train_sources.s.path: folder .* does not exist"
+    with pytest.raises(SourceError, match=missing):
         acquire(parse_one({"path": str(tmp_path / "nope")}), tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no images .* found in folder"):

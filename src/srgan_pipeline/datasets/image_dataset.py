@@ -33,7 +33,8 @@ class RGBImageDataset(ImageDataset):
         return to_rgb_array(super().load())
 
     def save(self, data: np.ndarray | Image.Image) -> None:
-        image = Image.fromarray(np.ascontiguousarray(data)) if isinstance(data, np.ndarray) else data
+        is_array = isinstance(data, np.ndarray)
+        image = Image.fromarray(np.ascontiguousarray(data)) if is_array else data
         save_path = self._get_save_path()
         image_format = self._get_format(save_path)
         if self._protocol != "file":

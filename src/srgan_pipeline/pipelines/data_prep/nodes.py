@@ -48,7 +48,8 @@ def acquire_sources(
         for spec in specs:
             folder = acquire(spec, Path(raw_dir), progress=show_progress)
             images = list_images(folder, spec.param)
-            logger.info("Source %s (%s): %d images in %s", spec.name, spec.kind, len(images), folder)
+            logger.info("Source %s (%s): %d images in %s", spec.name, spec.kind, len(images),
+                        folder)
             manifests[group][spec.name] = {"kind": spec.kind, "folder": str(folder),
                                            "images": images}
     return manifests["train"], manifests["eval"]
@@ -69,7 +70,9 @@ def normalise_images(
     reported skip instead of a crash halfway through writing a data set.
     """
     if not isinstance(min_size, int) or min_size < scale:
-        raise ValueError(f"data_prep.min_size must be an integer >= scale ({scale}), got {min_size!r}")
+        raise ValueError(
+            f"data_prep.min_size must be an integer >= scale ({scale}), got {min_size!r}"
+        )
     partitions: dict[str, Loader] = {}
     report: dict[str, Any] = {}
     for source, entry in manifest.items():
