@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import tarfile
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kedro.framework.startup import bootstrap_project
 from PIL import Image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,24 @@ def shared_dataset(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this check needs the benchmark data beside the project")
     return path
+
+
+def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch copy of the project's settings, so a run's data/ and mlflow.db land in workdir.
+
+    Kedro makes catalog paths absolute against the project path, so a run must think the
+    scratch folder is the project.
+    """
+    if not (workdir / "conf").exists():
+        shutil.copytree(PROJECT_ROOT / "conf", workdir / "conf",
+                        ignore=shutil.ignore_patterns("local"))
+        (workdir / "conf" / "local").mkdir()
+        for name in ("pyproject.toml", ".telemetry"):
+            shutil.copy(PROJECT_ROOT / name, workdir / name)
+        (workdir / "src").mkdir()  # the package is imported from its installed location
+    monkeypatch.chdir(workdir)  # parameters such as data_prep.raw_dir are relative to it
+    bootstrap_project(workdir)
+    return workdir
 
 
 def write_image(path: Path, size: tuple[int, int] = (128, 96), mode: str = "RGB", seed: int = 0):
