@@ -1,0 +1,133 @@
+"""Scoring super-resolution models on evaluation pairs, and the pictures and tables of it.
+
+Plain numpy/PyTorch: the evaluation pipeline's nodes only wire catalog data into these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from srgan_pipeline.imaging import rgb_to_y
+from srgan_pipeline.inference import upscale
+from srgan_pipeline.metrics import bicubic_upscale, score
+
+MODELS = ("bicubic", "srresnet", "srgan")
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
+
+Upscaler = Callable[[np.ndarray], np.ndarray]
+
+
+def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
+                ) -> dict[str, dict[str, tuple[Callable, Callable]]]:
+    """``{set: {image: (load_lr, load_hr)}}`` from ``<set>/HR/<name>`` + ``<set>/LR_x4/<name>``."""
+    sets: dict[str, dict[str, tuple[Callable, Callable]]] = {}
+    for key, load_hr in eval_pairs.items():
+        eval_set, kind, name = key.split("/", 2)
+        if kind != "HR":
+            continue
+        lr_key = f"{eval_set}/LR_x{scale}/{name}"
+        if lr_key not in eval_pairs:
+            raise KeyError(f"eval_pairs has {key} but no {lr_key}: re-run data_prep")
+        sets.setdefault(eval_set, {})[name] = (eval_pairs[lr_key], load_hr)
+    return {s: dict(sorted(images.items())) for s, images in sorted(sets.items())}
+
+
+def model_upscalers(models: Iterable[str], generators: dict[str, Any], scale: int,
+                    inference: dict[str, Any]) -> dict[str, Upscaler]:
+    """One ``lr -> sr`` function per selected model; bicubic needs no generator."""
+    upscalers: dict[str, Upscaler] = {}
+    for model in models:
+        if model == "bicubic":
+            upscalers[model] = lambda lr: bicubic_upscale(lr, scale)
+        else:
+            generator = generators[model]
+            upscalers[model] = lambda lr, g=generator: upscale(g, lr, **inference)
+    return upscalers
+
+
+def score_images(
+    images: dict[str, tuple[Callable, Callable]], upscalers: dict[str, Upscaler], crop: int,
+    keep: Iterable[str] = (),
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """Per-image metrics of every model, and the outputs of the images named in ``keep``."""
+    rows, kept = [], {}
+    keep = set(keep)
+    for name, (load_lr, load_hr) in images.items():
+        lr, hr = load_lr(), load_hr()
+        outputs = {}
+        for model, upscaler in upscalers.items():
+            sr = upscaler(lr)
+            rows.append({"image": name, "model": model, "height": hr.shape[0],
+                         "width": hr.shape[1], **score(sr, hr, crop)})
+            outputs[model] = sr
+        if name in keep:
+            kept[name] = {"LR": lr, **outputs, "HR": hr}
+    return rows, kept
+
+
+def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each metric per set and model, with the gain over bicubic where scored."""
+    summary = (per_image.groupby(["set", "model"], sort=False)[list(METRICS)].mean()
+               .reset_index())
+    summary["images"] = per_image.groupby(["set", "model"], sort=False).size().values
+    bicubic = summary[summary.model == "bicubic"].set_index("set")["psnr_y"]
+    summary["psnr_y_vs_bicubic"] = summary.apply(
+        lambda row: row.psnr_y - bicubic[row.set] if row.set in bicubic else np.nan, axis=1)
+    return summary
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    lines = ["| set | model | images | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | vs bicubic (dB) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in summary.itertuples():
+        gain = "" if np.isnan(row.psnr_y_vs_bicubic) else f"{row.psnr_y_vs_bicubic:+.2f}"
+        lines.append(f"| {row.set} | {row.model} | {row.images} | {row.psnr_y:.2f} | "
+                     f"{row.ssim_y:.4f} | {row.psnr_rgb:.2f} | {gain} |")
+    return "\n".join(lines) + "\n"
+
+
+def detail_window(hr: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left of the ``size`` x ``size`` window with the most luma detail (gradient energy).
+
+    An automatic, repeatable choice: flat sky shows no difference between models.
+    """
+    y = rgb_to_y(hr)
+    energy = np.abs(np.diff(y, axis=0))[:, :-1] + np.abs(np.diff(y, axis=1))[:-1, :]
+    size = min(size, *energy.shape)
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size]
+            + integral[:-size, :-size])
+    top, left = np.unravel_index(np.argmax(sums[::4, ::4]), sums[::4, ::4].shape)
+    return int(top) * 4, int(left) * 4
+
+
+def comparison_figure(panels: dict[str, np.ndarray], scale: int, crop: int, zoom: int = 2
+                      ) -> np.ndarray:
+    """LR | bicubic | SRResNet | SRGAN | HR side by side: the same HR-sized crop, zoomed.
+
+    The LR panel is enlarged with nearest neighbour so its pixels show as they are.
+    """
+    hr = panels["HR"]
+    top, left = detail_window(hr, crop)
+    top, left = top // scale * scale, left // scale * scale
+    size = min(crop, hr.shape[0] - top, hr.shape[1] - left) // scale * scale
+    tiles = []
+    for label, image in panels.items():
+        if label == "LR":
+            window = image[top // scale:(top + size) // scale, left // scale:(left + size) // scale]
+            window = window.repeat(scale, 0).repeat(scale, 1)
+        else:
+            window = image[top:top + size, left:left + size]
+        tile = Image.fromarray(window).resize((size * zoom, size * zoom), Image.NEAREST)
+        canvas = Image.new("RGB", (tile.width, tile.height + 14), "white")
+        canvas.paste(tile, (0, 14))
+        ImageDraw.Draw(canvas).text((2, 1), {"srresnet": "SRResNet", "srgan": "SRGAN",
+                                             "bicubic": "bicubic"}.get(label, label), fill="black")
+        tiles.append(np.asarray(canvas))
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)

@@ -1,0 +1,226 @@
+"""Run a trained generator on whole images: tiled, bounded memory, any Pillow mode.
+
+Why tiling is exact here (not an approximation that needs blending):
+
+* In eval mode every BatchNorm is a fixed per-channel affine map and PReLU / tanh / PixelShuffle
+  are per-pixel, so the network is translation-equivariant and the only thing that couples
+  pixels is the convolutions. An output pixel therefore depends only on the LR pixels inside
+  the network's receptive field, ``receptive_radius(generator)`` LR pixels on each side
+  (conv9 + 2 x 3x3 per residual block + the body conv + the upsampling convs + the tail conv9,
+  the last ones counted in LR pixels: 40 for the default 16-block generator, 12 for 2 blocks).
+* A tile is cut with ``overlap`` LR pixels of real context on each side (clipped at the image
+  border, where untiled inference zero-pads in exactly the same place), and only the outputs of
+  its core are kept. The zero padding at a tile's cut edge corrupts outputs only within the
+  receptive radius of that edge, so when ``overlap >= receptive_radius`` every kept pixel sees
+  exactly the inputs it sees in untiled inference. What is left are float summation-order
+  differences between conv calls of different sizes (~1e-6), which can flip the rounding of
+  a pixel by one grey level. No blending is needed, and none would make it more exact.
+* With a smaller ``overlap`` (faster: less recomputed context) the kept pixels near a cut lose
+  far context; the error is then the weights' effective receptive field beyond ``overlap``
+  and is only bounded by measurement, not by construction. The default is the exact radius.
+
+In train mode BatchNorm normalises with the statistics of each tile, which would make tiles
+disagree; :func:`upscale` always runs in eval mode (and restores the caller's mode after).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import nn
+
+from srgan_pipeline.imaging import imresize, to_rgb_array
+from srgan_pipeline.metrics import quantize
+from srgan_pipeline.models.generator import hr_to_unit
+
+__all__ = ["DEFAULT_TILE", "receptive_radius", "tile_spans", "upscale", "upscale_image"]
+
+# LR pixels per tile core. Large tiles waste less on recomputed context (with the default
+# generator's 40 px overlap: 1.72x the pixels of the core at 256, 2.64x at 128) and run the
+# convs at their most efficient size; 256 LR px (1024 px HR) keeps one tile's activations
+# around 0.5 GB per 64-channel HR feature map. See benchmarks/upscale.py.
+DEFAULT_TILE = 256
+
+
+def receptive_radius(generator: nn.Module) -> int:
+    """LR pixels on each side of an output pixel that it can depend on (exact upper bound).
+
+    Walks the convolutions in registration order (the forward order of a feed-forward
+    generator such as :class:`Generator`; skip connections never widen the receptive field
+    beyond the longest path), counting each conv's half-width in LR pixels: after a
+    PixelShuffle(r) a pixel is 1/r of an LR pixel.
+    """
+    radius, factor = 0.0, 1
+    for module in generator.modules():
+        if isinstance(module, nn.Conv2d):
+            reach = max(d * (k - 1) // 2 for k, d in zip(module.kernel_size, module.dilation, strict=True))
+            radius += reach / factor
+        elif isinstance(module, nn.PixelShuffle):
+            factor *= module.upscale_factor
+        elif isinstance(module, (nn.Upsample, nn.ConvTranspose2d)):
+            raise TypeError(f"receptive_radius does not handle {type(module).__name__}")
+    return math.ceil(radius)
+
+
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``range(length)`` into ``ceil(length / tile)`` near-equal (start, stop) cores.
+
+    Near-equal rather than ``tile, tile, ..., remainder``: a 257 px side becomes 129 + 128,
+    not 256 + 1 (a 1 px core would still pay for the full overlap on both sides).
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1, got {tile}")
+    count = max(1, math.ceil(length / tile))
+    edges = [round(i * length / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def upscale(
+    generator: nn.Module,
+    lr: np.ndarray,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    device: torch.device | str | None = None,
+    channels_last: bool = True,
+) -> np.ndarray:
+    """Super-resolve a uint8 HxWx3 LR image to a uint8 (sH)x(sW)x3 image, tile by tile.
+
+    Args:
+        generator: LR in [0, 1] (N, 3, H, W) -> HR in [-1, 1] (N, 3, sH, sW). Put in eval
+            mode for the call (its previous mode is restored afterwards); with
+            ``channels_last`` (and ``device``) its parameters are converted *in place*, as
+            training does, which leaves its outputs unchanged.
+        lr: uint8 HxWx3 RGB array.
+        tile: LR pixels per tile core (cores are near-equal, at most ``tile`` per side).
+        overlap: LR pixels of context kept on each side of a core and discarded after the
+            forward pass. None (default): ``receptive_radius(generator)``, which makes the
+            result equal to untiled inference to within float rounding (at most 1 grey level).
+        device: where to run; None: the device of the generator's parameters.
+        channels_last: run model and input in NHWC memory format (oneDNN / cuDNN run the
+            convs without layout reorders; about 2x faster on CPU).
+
+    Memory: one tile's activations plus the uint8 output; tiles are processed one at a time
+    and written straight into a preallocated output. Conversion: ``hr_to_unit`` then
+    :func:`metrics.quantize`, once, as for a saved image.
+    """
+    lr = np.asarray(lr)
+    if lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[2] != 3:
+        raise ValueError(f"expected a uint8 HxWx3 RGB array, got {lr.dtype} {lr.shape}")
+    height, width = lr.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"cannot upscale an empty image of shape {lr.shape}")
+    if overlap is None:
+        overlap = receptive_radius(generator)
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+
+    param = next(generator.parameters())
+    if device is None:
+        device = param.device
+    else:
+        device = torch.device(device)
+        generator.to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
+
+    scale = getattr(generator, "scale", None)
+    out: np.ndarray | None = None
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.inference_mode():
+            # (1, 3, H, W) view of the HWC array: already NHWC-strided. The whole LR image is
+            # small (3 bytes per LR pixel vs. 48 * s^2 floats per pixel of one HR feature map).
+            image = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None]
+            for top, bottom in tile_spans(height, tile):
+                for left, right in tile_spans(width, tile):
+                    y0, y1 = max(0, top - overlap), min(height, bottom + overlap)
+                    x0, x1 = max(0, left - overlap), min(width, right + overlap)
+                    x = image[:, :, y0:y1, x0:x1].to(device=device, dtype=param.dtype)
+                    x = (x / 255).contiguous(memory_format=memory_format)
+                    y = generator(x)
+                    if scale is None:
+                        scale = y.shape[-1] // x.shape[-1]
+                    if y.shape[-2:] != (scale * (y1 - y0), scale * (x1 - x0)):
+                        raise ValueError(
+                            f"generator output {tuple(y.shape)} is not x{scale} of its input "
+                            f"{tuple(x.shape)}"
+                        )
+                    if out is None:
+                        out = np.empty((scale * height, scale * width, 3), dtype=np.uint8)
+                    core = y[
+                        0,
+                        :,
+                        scale * (top - y0) : scale * (bottom - y0),
+                        scale * (left - x0) : scale * (right - x0),
+                    ]
+                    del y  # free the full tile output before quantising the core
+                    pixels = hr_to_unit(core).permute(1, 2, 0).float().cpu().numpy()
+                    out[scale * top : scale * bottom, scale * left : scale * right] = quantize(
+                        pixels
+                    )
+    finally:
+        generator.train(was_training)
+    assert out is not None
+    return out
+
+
+def _alpha_family(img: Image.Image) -> bool:
+    """Same rule as imaging.to_rgb_array: an alpha band, or a tRNS transparency entry."""
+    bands = img.getbands()
+    return "A" in bands or "a" in bands or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+
+
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+def upscale_image(
+    generator: nn.Module, image: Image.Image, scale: int | None = None, **kwargs
+) -> Image.Image:
+    """Super-resolve a Pillow image of any mode; the output mode mirrors the input family.
+
+    * EXIF orientation is applied first, so the output is upright (and, for a rotated photo,
+      has the rotated size) and carries no orientation tag.
+    * Grey (1, L, I;16*, I, F) -> 'L': the grey image goes through the generator as RGB
+      (16-bit grey reduced to 8 bit by :func:`imaging.to_rgb_array`) and the result is
+      converted back to 'L' (BT.601 luma). Output is 8-bit even for 16-bit input.
+    * With alpha (RGBA, LA, PA, P/L/RGB with tRNS, premultiplied RGBa/La) -> 'RGBA' or 'LA':
+      the straight (un-premultiplied) colours go through the generator; the alpha channel is
+      upscaled with MATLAB bicubic (:func:`imaging.imresize`) and re-attached. Colours are *not*
+      composited onto white first (unlike ``to_rgb_array`` for training/metrics): re-attaching
+      alpha to pre-blended colours would blend semi-transparent pixels with white twice.
+    * Everything else (RGB, P, CMYK, YCbCr, ...) -> 'RGB'.
+
+    ``scale``, when given, must equal the generator's ``scale`` (a check, not a resize).
+    ``kwargs`` go to :func:`upscale` (tile, overlap, device, channels_last).
+    """
+    gen_scale = getattr(generator, "scale", None)
+    if scale is not None and gen_scale is not None and scale != gen_scale:
+        raise ValueError(f"scale={scale} but the generator upscales x{gen_scale}")
+
+    img = ImageOps.exif_transpose(image)
+    grey = img.mode in _GREY_MODES
+
+    if _alpha_family(img):
+        if img.mode == "La":  # Pillow cannot go La -> RGBA directly
+            img = img.convert("LA")
+        rgba = np.asarray(img.convert("RGBA"))
+        rgb = to_rgb_array(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB"))
+        sr = Image.fromarray(upscale(generator, rgb, **kwargs), "RGB")
+        factor = sr.height // rgb.shape[0]
+        alpha = Image.fromarray(imresize(np.ascontiguousarray(rgba[..., 3]), factor), "L")
+        if grey:
+            return Image.merge("LA", (sr.convert("L"), alpha))
+        sr.putalpha(alpha)
+        return sr
+
+    sr = Image.fromarray(upscale(generator, to_rgb_array(img), **kwargs), "RGB")
+    return sr.convert("L") if grey else sr
+

@@ -1,0 +1,23 @@
+from kedro.pipeline import Node, Pipeline
+
+from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator, train_adversarial_gan
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                pretrain_generator,
+                inputs=["train_hr_tiles", "train_lr_tiles", "params:scale", "params:train_gan"],
+                outputs="generator_pretrained",
+                name="pretrain_generator",
+            ),
+            Node(
+                train_adversarial_gan,
+                inputs=["generator_pretrained", "train_hr_tiles", "train_lr_tiles", "params:scale",
+                        "params:train_gan"],
+                outputs=["generator_gan", "critic"],
+                name="train_adversarial",
+            ),
+        ]
+    )

@@ -1,0 +1,783 @@
+"""SRGAN training in plain PyTorch: patch data, phase 1 (pretrain) and phase 2 (WGAN-GP).
+
+No Kedro and no MLflow in here: the Kedro node builds the models and the data, and passes
+two callbacks, `on_log(step, metrics)` (one batched MLflow call per window) and
+`on_checkpoint(state)` (saves the state dict). A state dict holds only tensors, numbers,
+strings, lists and dicts, so `torch.load(path, weights_only=True)` reads it back and
+`start=state` resumes from it.
+
+Value ranges follow models/generator.py: LR and HR batches come out of the data in [0, 1];
+the generator returns [-1, 1]; `hr_to_unit` / `unit_to_hr` are the only conversions.
+
+Reproducibility: the data stream is a pure function of (seed, sample number), see
+`_SampleSeeds`, so it does not depend on the number of DataLoader workers and a resumed run
+continues with exactly the batches the killed one would have seen next. Together with the
+saved model, optimiser and torch RNG states, a resumed run on CPU ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from srgan_pipeline.losses import (
+    critic_wasserstein_loss,
+    generator_adversarial_loss,
+    gradient_penalty,
+    pixel_loss,
+)
+from srgan_pipeline.models import Generator, assert_no_batchnorm, hr_to_unit, unit_to_hr
+
+logger = logging.getLogger(__name__)
+
+# The loops read the clock through this name so tests can fake the passing of time.
+_now = time.perf_counter
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class PatchDataset(Dataset):
+    """Random aligned LR/HR patch pairs cut from equally keyed tiles.
+
+    `hr_tiles` / `lr_tiles` map a key to a callable returning an HxWx3 uint8 array (what
+    Kedro's PartitionedDataset hands over); the LR tile is the HR tile downscaled by `scale`
+    and aligned with it, so LR pixel (y, x) covers HR pixels (y*scale.., x*scale..).
+    `patch_size` is the HR patch side and must be a multiple of `scale`.
+
+    `dataset[i]` loads tile i (in sorted key order), takes a random LR crop of side
+    patch_size // scale at (y, x) and the HR crop at (y*scale, x*scale), then (augment=True)
+    the same random horizontal flip, vertical flip and 90-degree rotation on both. Returns
+    (lr, hr), float32 CHW tensors in [0, 1].
+
+    The randomness of one call comes from a numpy Generator seeded per call: from torch's
+    RNG for an int index (DataLoader seeds torch per worker, so workers never repeat each
+    other, unlike numpy's global RNG), or from the seed in an (index, seed) pair, which is
+    what `make_loader`'s sampler passes so the stream is independent of worker scheduling.
+    """
+
+    def __init__(
+        self,
+        hr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        lr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        patch_size: int,
+        scale: int,
+        augment: bool = True,
+    ):
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive int; got {scale!r}")
+        if not isinstance(patch_size, int) or patch_size <= 0 or patch_size % scale:
+            raise ValueError(
+                f"patch_size must be a positive multiple of the scale ({scale}); got {patch_size!r}"
+            )
+        only_hr, only_lr = (
+            sorted(set(hr_tiles) - set(lr_tiles)),
+            sorted(set(lr_tiles) - set(hr_tiles)),
+        )
+        if only_hr or only_lr:
+            raise ValueError(
+                "hr_tiles and lr_tiles must have the same keys; "
+                f"only in hr_tiles: {only_hr[:5]}{' ...' if len(only_hr) > 5 else ''}, "
+                f"only in lr_tiles: {only_lr[:5]}{' ...' if len(only_lr) > 5 else ''}"
+            )
+        if not hr_tiles:
+            raise ValueError("PatchDataset needs at least one tile; hr_tiles is empty")
+        self.keys = sorted(hr_tiles)  # sorted: the index -> tile mapping must not vary by run
+        self.hr_tiles, self.lr_tiles = dict(hr_tiles), dict(lr_tiles)
+        self.patch_size, self.scale, self.augment = patch_size, scale, augment
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(index, tuple):
+            index, seed = index
+        else:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        rng = np.random.default_rng(seed)
+        key, s = self.keys[index], self.scale
+        hr, lr = np.asarray(self.hr_tiles[key]()), np.asarray(self.lr_tiles[key]())
+        for name, a in (("HR", hr), ("LR", lr)):
+            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                raise ValueError(
+                    f"tile {key!r}: {name} tile must be an HxWx3 uint8 array; "
+                    f"got shape {a.shape}, dtype {a.dtype}"
+                )
+        if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
+            raise ValueError(
+                f"tile {key!r}: LR tile {lr.shape[:2]} must be the HR tile {hr.shape[:2]} "
+                f"divided by scale {s} exactly"
+            )
+        p = self.patch_size // s
+        if lr.shape[0] < p or lr.shape[1] < p:
+            raise ValueError(
+                f"tile {key!r} is {hr.shape[0]}x{hr.shape[1]} px (HR), smaller than "
+                f"patch_size={self.patch_size}"
+            )
+        y, x = int(rng.integers(lr.shape[0] - p + 1)), int(rng.integers(lr.shape[1] - p + 1))
+        lr, hr = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
+        if self.augment:
+            hflip, vflip, rot = rng.integers(2, size=3)
+            if hflip:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if vflip:
+                lr, hr = lr[::-1], hr[::-1]
+            if rot:  # with the flips, this reaches all 8 symmetries of the square
+                lr, hr = np.rot90(lr), np.rot90(hr)
+        return _to_tensor(lr), _to_tensor(hr)
+
+
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255)
+
+
+class _SampleSeeds(Sampler):
+    """Endless (tile index, crop seed) pairs; sample k depends only on (seed, k).
+
+    Drawing tiles with replacement forever means no epochs to manage, and because each
+    pair comes from its own seed, `start` can jump to any sample without replaying the
+    ones before it: that is what makes resumption continue the same data stream.
+    """
+
+    def __init__(self, num_tiles: int, seed: int, start: int = 0):
+        self.num_tiles, self.seed, self.start = num_tiles, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        k = self.start
+        while True:
+            rng = np.random.default_rng([self.seed, k])
+            yield int(rng.integers(self.num_tiles)), int(rng.integers(2**63))
+            k += 1
+
+
+def make_loader(
+    dataset: PatchDataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    device: torch.device,
+    start_batch: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless iterator of (lr, hr) batches for the training loops.
+
+    `start_batch`: batches already consumed, for a resumed run: pass the checkpoint's
+    `state["batches"]` when resuming the same phase (0 otherwise).
+    """
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=_SampleSeeds(len(dataset), seed, start_batch * batch_size),
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",  # pinned host memory -> asynchronous copies
+        persistent_workers=num_workers > 0,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),  # fixes the workers' torch seeds
+    )
+    return iter(loader)
+
+
+# --------------------------------------------------------------------------- device
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Resolve a device name: "auto" = cuda, else mps, else cpu; explicit names are checked."""
+    mps_ok = torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"unknown device {name!r}; use 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+        ) from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} requested but CUDA is not available (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda}); use 'auto' or 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not mps_ok:
+        raise ValueError(f"device {name!r} requested but MPS is not available; use 'auto' or 'cpu'")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return device
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training phase (the pretrain and GAN phases get one each)."""
+
+    iterations: int = 100_000  # generator steps
+    batch_size: int = 16
+    patch_size: int = 96  # HR side
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    critic_lr: float = 1e-4
+    critic_betas: tuple[float, float] = (0.0, 0.9)  # WGAN-GP (Gulrajani et al. 2017, Alg. 1)
+    n_critic: int = 5  # critic steps per generator step
+    gp_weight: float = 10.0
+    # 1.0: the VGG loss is already rescaled by 1/12.75 (paper Sec. 3.2) to the MSE's scale.
+    perceptual_weight: float = 1.0
+    adversarial_weight: float = 1e-3  # paper Eq. 3
+    pixel_loss: str = "mse"
+    log_every: int = 50
+    checkpoint_every: int = 500
+    seed: int = 0
+    channels_last: bool = True
+    amp_bf16: bool = False  # CUDA only; ignored with a warning elsewhere
+    max_minutes: float | None = None  # wall-clock budget of one invocation
+
+    def __post_init__(self):
+        for name, value in _checked(asdict(self), "TrainConfig").items():
+            object.__setattr__(self, name, value)  # e.g. YAML lists -> tuples, ints -> floats
+
+    @classmethod
+    def from_params(cls, d: Mapping[str, Any], param_prefix: str) -> TrainConfig:
+        """Build from a parameters dict; errors name `<param_prefix>.<field>`."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{param_prefix} must be a mapping of TrainConfig fields; got {d!r}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{param_prefix}: unknown parameter(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(valid)}"
+            )
+        defaults = {f.name: f.default for f in fields(cls)}
+        return cls(**_checked({**defaults, **d}, param_prefix))
+
+
+def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Validate and normalise TrainConfig values; ValueError names `<prefix>.<field>`."""
+
+    def fail(name: str, what: str) -> None:
+        raise ValueError(f"{prefix}.{name} must be {what}; got {values[name]!r}")
+
+    def number(v: Any) -> bool:  # bool is an int subclass, and never meant as a number here
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    out = dict(values)
+    minimum = {"iterations": 1, "batch_size": 1, "patch_size": 1, "n_critic": 1, "log_every": 1}
+    for name, lo in (minimum | {"checkpoint_every": 1, "seed": 0}).items():
+        v = values[name]
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
+            fail(name, f"an integer >= {lo}")
+    for name in ("lr", "critic_lr"):
+        if not (number(values[name]) and values[name] > 0):
+            fail(name, "a finite number > 0")
+        out[name] = float(values[name])
+    for name in ("gp_weight", "perceptual_weight", "adversarial_weight"):
+        if not (number(values[name]) and values[name] >= 0):
+            fail(name, "a finite number >= 0")
+        out[name] = float(values[name])
+    for name in ("betas", "critic_betas"):
+        v = values[name]
+        if not (
+            isinstance(v, list | tuple) and len(v) == 2 and all(number(b) and 0 <= b < 1 for b in v)
+        ):
+            fail(name, "a pair of numbers in [0, 1)")
+        out[name] = (float(v[0]), float(v[1]))
+    if values["pixel_loss"] not in ("mse", "l1"):
+        fail("pixel_loss", "'mse' or 'l1'")
+    for name in ("channels_last", "amp_bf16"):
+        if not isinstance(values[name], bool):
+            fail(name, "true or false")
+    if values["max_minutes"] is not None:
+        if not (number(values["max_minutes"]) and values["max_minutes"] > 0):
+            fail("max_minutes", "null (no limit) or a number > 0")
+        out["max_minutes"] = float(values["max_minutes"])
+    return out
+
+
+# ------------------------------------------------------------------------ generator
+
+
+def describe_generator(generator: Generator) -> dict[str, int]:
+    """The architecture fields that decide the generator's state-dict shapes."""
+    return {
+        "scale": generator.scale,
+        "channels": generator.head[0].out_channels,
+        "num_blocks": len(generator.blocks),
+    }
+
+
+def build_generator(generator_config: Mapping[str, Any], seed: int | None = None) -> Generator:
+    """Generator(**generator_config); `seed` makes the initial weights repeatable."""
+    valid = ("scale", "channels", "num_blocks", "residual_init_scale")
+    unknown = sorted(set(generator_config) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown generator_config field(s) {unknown}; valid: {list(valid)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    return Generator(**generator_config)
+
+
+def load_generator_state(generator: Generator, state: Mapping[str, Any]) -> None:
+    """Load a checkpoint's generator weights, refusing a different architecture clearly."""
+    have, want = state["generator_config"], describe_generator(generator)
+    diffs = [
+        f"{k}: checkpoint {have.get(k)!r}, requested {want[k]!r}"
+        for k in want
+        if have.get(k) != want[k]
+    ]
+    if diffs:
+        raise ValueError(
+            f"the checkpoint (phase {state.get('phase')!r}, step {state.get('step')}) holds a "
+            f"generator of a different architecture: {'; '.join(diffs)}. Build the generator "
+            "with the checkpoint's generator_config, or start without this checkpoint."
+        )
+    generator.load_state_dict(state["generator"])
+
+
+# ---------------------------------------------------------------------- train state
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss (or the weights) became NaN/inf; raised before the optimiser step, so the
+    last checkpoint written is still good."""
+
+
+def _finite_values(losses: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """Losses as floats (one device sync for all), or NonFiniteLossError naming the first bad."""
+    floats = torch.stack([v.detach().float() for v in losses.values()]).tolist()
+    values = dict(zip(losses, floats, strict=True))
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"step {step}: loss {name} = {value}; stopped before the optimiser step, "
+                "the last checkpoint is unaffected (lower the learning rate or check the data)"
+            )
+    return values
+
+
+def _check_finite_weights(models: dict[str, nn.Module | None], step: int) -> None:
+    """Never write a checkpoint with non-finite weights (e.g. one overflowing update)."""
+    for name, model in models.items():
+        if model is not None and not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise NonFiniteLossError(f"step {step}: {name} weights are not finite; not saved")
+
+
+def _make_state(phase, cfg, counters, generator, opt_g, perceptual, stopped_because,
+                critic=None, opt_c=None) -> dict[str, Any]:  # fmt: skip
+    """The checkpoint/return dict: only weights_only-loadable types, and a snapshot (CPU
+    copies): state_dict() returns the live tensors, which the next steps would overwrite
+    in a state that a caller keeps in memory."""
+    state = {
+        "phase": phase,
+        **counters,  # step, batches (consumed this phase: make_loader(start_batch=...)), elapsed_s
+        "generator": generator.state_dict(),
+        "critic": critic.state_dict() if critic is not None else None,
+        "optimizer_g": opt_g.state_dict(),
+        "optimizer_c": opt_c.state_dict() if opt_c is not None else None,
+        "config": asdict(cfg),
+        "generator_config": describe_generator(generator),
+        "perceptual_weights": getattr(perceptual, "weights_source", None),
+        # Only torch's RNG drives training (crops are seeded by the sampler, the gradient
+        # penalty draws from torch); numpy and random are seeded but never used here.
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        },
+        "stopped_because": stopped_because,
+    }
+    return _to_cpu_copy(state)
+
+
+def _to_cpu_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):  # state dicts are OrderedDicts with module versions: keep both
+        out = type(obj)((k, _to_cpu_copy(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu_copy(v) for v in obj)
+    return obj
+
+
+def _begin(phase: str, cfg: TrainConfig, start: Mapping[str, Any] | None) -> bool:
+    """Seed a fresh run, or restore RNG for a resumed one; True when resuming `phase`."""
+    if start is not None and start["phase"] == phase:
+        torch.set_rng_state(start["rng"]["torch"].cpu())
+        if start["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in start["rng"]["cuda"]])
+        # Run-control fields may change on resume (e.g. more iterations); others get a note.
+        run_control = {"iterations", "max_minutes", "log_every", "checkpoint_every"}
+        now = asdict(cfg)
+        changed = {
+            k: (v, now[k])
+            for k, v in start["config"].items()
+            if k in now and k not in run_control and _same(v) != _same(now[k])
+        }
+        if changed:
+            logger.warning("Resuming %s with changed config (old, new): %s", phase, changed)
+        return True
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # also seeds every CUDA device
+    return False
+
+
+def _same(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, sd: Mapping[str, Any], lr, betas) -> None:
+    opt.load_state_dict(sd)
+    for group in opt.param_groups:  # the config of this run wins over the checkpoint's
+        group["lr"], group["betas"] = lr, betas
+    # Moments in their parameter's memory layout, in case channels_last changed since the
+    # checkpoint: fused CUDA Adam needs params, grads and moments with identical strides.
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                st[k] = torch.empty_like(p).copy_(v)
+
+
+def _prepare(cfg: TrainConfig, device: torch.device, *modules: nn.Module | None):
+    """Move helper modules to the generator's device and memory format; autocast context."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest convs once
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    for m in modules:
+        if m is not None:
+            # channels_last (NHWC) lets oneDNN/cuDNN run the convs without layout reorders.
+            m.to(device=device, memory_format=fmt)
+    if cfg.amp_bf16 and device.type != "cuda":
+        logger.warning("amp_bf16 is only used on CUDA; training in float32 on %s", device)
+    if cfg.amp_bf16 and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _adam(params, lr, betas, device) -> torch.optim.Adam:
+    # fused: one kernel for all parameters on CUDA; elsewhere the default (foreach) path.
+    return torch.optim.Adam(
+        params, lr=lr, betas=betas, fused=True if device.type == "cuda" else None
+    )
+
+
+# Progress-bar names of the logged losses (the part after the "/").
+_SHORT = {
+    "pixel": "pix",
+    "perceptual": "vgg",
+    "total": "total",
+    "adversarial": "adv",
+    "generator_total": "G",
+    "wasserstein_distance": "W",
+    "gradient_penalty": "gp",
+    "loss": "C",
+}
+
+
+class _Meter:
+    """Per-window loss sums, data-wait time, tqdm bar, on_log and the INFO log line."""
+
+    def __init__(self, phase, cfg, step, elapsed, on_log):
+        self.phase, self.cfg, self.on_log = phase, cfg, on_log
+        self.t0 = _now() - elapsed  # elapsed: time spent before a resume (for time/elapsed_s)
+        self.run_t0 = _now()  # max_minutes counts this invocation only
+        self.sums, self.counts, self.last = {}, {}, {}
+        self.window_t0, self.wait, self.window_steps = _now(), 0.0, 0
+        self.bar = tqdm(
+            total=cfg.iterations, initial=step, desc=phase, disable=None, dynamic_ncols=True
+        )
+
+    def batch(self, batches, device, channels_last):
+        t = _now()
+        try:
+            lr, hr = next(batches)
+        except StopIteration:
+            raise RuntimeError(
+                "the batch iterator ran out; pass an endless one, e.g. make_loader(...)"
+            ) from None
+        self.wait += _now() - t
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return (
+            lr.to(device, non_blocking=True, memory_format=fmt),
+            hr.to(device, non_blocking=True, memory_format=fmt),
+        )
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.last.update(values)
+
+    def step_done(self, step: int) -> None:
+        self.window_steps += 1
+        rate = self.window_steps / max(_now() - self.window_t0, 1e-9)
+        short = {_SHORT[k.split("/", 1)[1]]: f"{v:.3g}" for k, v in self.last.items()}
+        self.bar.set_postfix(short | {"it/s": f"{rate:.3g}"}, refresh=False)
+        self.bar.update(1)
+        if step % self.cfg.log_every == 0:
+            self.flush(step)
+
+    def flush(self, step: int) -> None:
+        if not self.window_steps:
+            return
+        now = _now()
+        window = max(now - self.window_t0, 1e-9)
+        metrics = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        metrics["time/iters_per_sec"] = self.window_steps / window
+        metrics["time/data_wait_share"] = self.wait / window
+        metrics["time/elapsed_s"] = now - self.t0
+        logger.info(
+            "%s step %d/%d: %s",
+            self.phase,
+            step,
+            self.cfg.iterations,
+            ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+        )
+        if self.on_log is not None:
+            self.on_log(step, metrics)
+        self.sums, self.counts = {}, {}
+        self.window_t0, self.wait, self.window_steps = now, 0.0, 0
+
+    def out_of_time(self) -> bool:
+        limit = self.cfg.max_minutes
+        return limit is not None and _now() - self.run_t0 > limit * 60
+
+    def elapsed(self) -> float:
+        return _now() - self.t0
+
+
+def _use_vgg(cfg: TrainConfig, perceptual: nn.Module | None) -> bool:
+    """Weight 0 skips the VGG forward/backward entirely (it costs more than the generator)."""
+    if cfg.perceptual_weight > 0 and perceptual is None:
+        raise ValueError(
+            f"perceptual_weight is {cfg.perceptual_weight} but no perceptual loss module was passed"
+        )
+    return cfg.perceptual_weight > 0
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+# ------------------------------------------------------------------- phase 1: pretrain
+
+
+def pretrain(
+    generator: Generator,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    perceptual: nn.Module | None,
+    cfg: TrainConfig,
+    *,
+    start: Mapping[str, Any] | None = None,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Phase 1 (SRResNet): pixel loss + cfg.perceptual_weight x VGG loss, Adam.
+
+    Trains `generator` in place on its current device; `batches` yields (lr, hr) in [0, 1].
+    `start`: a "pretrain" state to resume. Returns the final state (as checkpointed).
+    """
+    device = _device_of(generator)
+    use_vgg = _use_vgg(cfg, perceptual)
+    autocast = _prepare(cfg, device, generator, perceptual if use_vgg else None)
+    generator.train()
+    opt = _adam(generator.parameters(), cfg.lr, cfg.betas, device)
+    step = batches_seen = 0
+    elapsed = 0.0
+    if start is not None and start["phase"] != "pretrain":
+        raise ValueError(f"pretrain cannot resume a {start['phase']!r} state")
+    if _begin("pretrain", cfg, start):
+        load_generator_state(generator, start)
+        _restore_optimizer(opt, start["optimizer_g"], cfg.lr, cfg.betas)
+        step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]
+
+    def state(stopped_because):
+        counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
+        return _make_state("pretrain", cfg, counters, generator, opt, perceptual, stopped_because)
+
+    meter = _Meter("pretrain", cfg, step, elapsed, on_log)
+    saved_at, stopped_because = step, "iterations"
+    while step < cfg.iterations:
+        lr, hr = meter.batch(batches, device, cfg.channels_last)
+        batches_seen += 1
+        with autocast():
+            sr = hr_to_unit(generator(lr))
+            # Pixel loss on [0, 1] intensities (not the generator's [-1, 1]), so the logged
+            # MSE converts straight to the PSNR SR papers publish: -10 log10(MSE) on [0, 1]
+            # (= 8-bit [0, 255] images). The paper's own MSE was on [-1, 1], 4x this value.
+            losses = {"pretrain/pixel": pixel_loss(sr.float(), hr, cfg.pixel_loss)}
+            total = losses["pretrain/pixel"]
+            if use_vgg:
+                losses["pretrain/perceptual"] = perceptual(sr, hr)
+                total = total + cfg.perceptual_weight * losses["pretrain/perceptual"]
+        losses["pretrain/total"] = total
+        values = _finite_values(losses, step + 1)  # before the update: weights stay good
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        step += 1
+        meter.add(values)
+        meter.step_done(step)
+        if step < cfg.iterations and meter.out_of_time():
+            stopped_because = "max_minutes"
+            break
+        # The last step's checkpoint is the final state, written by _finish.
+        if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
+            _check_finite_weights({"generator": generator}, step)
+            on_checkpoint(state(None))
+            saved_at = step
+    return _finish(
+        meter, step, saved_at, state(stopped_because), on_checkpoint, {"generator": generator}
+    )
+
+
+def _finish(meter, step, saved_at, final, on_checkpoint, models) -> dict[str, Any]:
+    """Log the last partial window, write the final checkpoint once, close the bar."""
+    meter.flush(step)
+    meter.bar.close()
+    if step != saved_at and on_checkpoint is not None:
+        _check_finite_weights(models, step)
+        on_checkpoint(final)
+    logger.info("%s stopped at step %d (%s)", final["phase"], step, final["stopped_because"])
+    return final
+
+
+# ---------------------------------------------------------------- phase 2: WGAN-GP
+
+
+def train_adversarial(
+    generator: Generator,
+    critic: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    perceptual: nn.Module | None,
+    cfg: TrainConfig,
+    *,
+    start: Mapping[str, Any] | None = None,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Phase 2: per generator step, cfg.n_critic WGAN-GP critic steps on fresh batches,
+    then one generator step on a fresh batch with
+    pixel + perceptual_weight x VGG + adversarial_weight x (-critic(fake).mean()).
+
+    `start`: a "pretrain" state (its generator weights are loaded, training starts at step
+    0) or an "adversarial" state to resume. Returns the final state (as checkpointed).
+    """
+    assert_no_batchnorm(critic)  # per-sample gradient penalty: see models/critic.py
+    device = _device_of(generator)
+    use_vgg = _use_vgg(cfg, perceptual)
+    autocast = _prepare(cfg, device, generator, critic, perceptual if use_vgg else None)
+    generator.train()
+    critic.train()
+    opt_g = _adam(generator.parameters(), cfg.lr, cfg.betas, device)
+    opt_c = _adam(critic.parameters(), cfg.critic_lr, cfg.critic_betas, device)
+    step = batches_seen = 0
+    elapsed = 0.0
+    if start is not None and start["phase"] not in ("pretrain", "adversarial"):
+        raise ValueError(f"train_adversarial cannot start from a {start['phase']!r} state")
+    if _begin("adversarial", cfg, start):
+        load_generator_state(generator, start)
+        critic.load_state_dict(start["critic"])
+        _restore_optimizer(opt_g, start["optimizer_g"], cfg.lr, cfg.betas)
+        _restore_optimizer(opt_c, start["optimizer_c"], cfg.critic_lr, cfg.critic_betas)
+        step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]
+    elif start is not None:  # a pretrained generator to start the GAN phase from
+        load_generator_state(generator, start)
+
+    def state(stopped_because):
+        counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
+        return _make_state("adversarial", cfg, counters, generator, opt_g, perceptual,
+                           stopped_because, critic, opt_c)  # fmt: skip
+
+    meter = _Meter("adversarial", cfg, step, elapsed, on_log)
+    saved_at, stopped_because = step, "iterations"
+    while step < cfg.iterations:
+        # Critic: maximise W = E[critic(real)] - E[critic(fake)] under the gradient penalty.
+        for _ in range(cfg.n_critic):
+            lr, hr = meter.batch(batches, device, cfg.channels_last)
+            batches_seen += 1
+            real = unit_to_hr(hr)
+            # The generator stays in train mode (BatchNorm on batch statistics, as in its own
+            # step), so these forwards also update its running statistics.
+            with torch.no_grad(), autocast():
+                fake = generator(lr)
+            with autocast():
+                # One forward over real and fake together: the critic scores each sample on
+                # its own (no BatchNorm), so this equals two forwards, at one launch's cost.
+                real_scores, fake_scores = critic(torch.cat([real, fake])).float().chunk(2)
+                w_loss = critic_wasserstein_loss(real_scores, fake_scores)
+            gp = gradient_penalty(critic, real, fake, cfg.gp_weight)  # fp32 inside
+            c_loss = w_loss + gp
+            values = _finite_values(
+                {
+                    "critic/wasserstein_distance": -w_loss,
+                    "critic/gradient_penalty": gp,
+                    "critic/loss": c_loss,
+                },
+                step + 1,
+            )
+            opt_c.zero_grad(set_to_none=True)
+            c_loss.backward()
+            opt_c.step()
+            meter.add(values)
+
+        # Generator: content losses plus fooling the critic.
+        lr, hr = meter.batch(batches, device, cfg.channels_last)
+        batches_seen += 1
+        critic.requires_grad_(False)  # gradients flow through the critic, not into it
+        try:
+            with autocast():
+                sr = generator(lr)
+                sr_unit = hr_to_unit(sr)
+                losses = {"gan/pixel": pixel_loss(sr_unit.float(), hr, cfg.pixel_loss)}  # [0, 1]
+                total = losses["gan/pixel"]
+                if use_vgg:
+                    losses["gan/perceptual"] = perceptual(sr_unit, hr)
+                    total = total + cfg.perceptual_weight * losses["gan/perceptual"]
+                losses["gan/adversarial"] = generator_adversarial_loss(critic(sr).float())
+                total = total + cfg.adversarial_weight * losses["gan/adversarial"]
+        finally:
+            critic.requires_grad_(True)
+        losses["gan/generator_total"] = total
+        values = _finite_values(losses, step + 1)
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        opt_g.step()
+        step += 1
+        meter.add(values)
+        meter.step_done(step)
+        if step < cfg.iterations and meter.out_of_time():
+            stopped_because = "max_minutes"
+            break
+        # The last step's checkpoint is the final state, written by _finish.
+        if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
+            _check_finite_weights({"generator": generator, "critic": critic}, step)
+            on_checkpoint(state(None))
+            saved_at = step
+    return _finish(
+        meter,
+        step,
+        saved_at,
+        state(stopped_because),
+        on_checkpoint,
+        {"generator": generator, "critic": critic},
+    )
