@@ -222,8 +222,8 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as a uint8 HxWx3 RGB array (see :func:`to_rgb_array`).
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file and decode it fully, so a damaged file fails here and not later.
 
     Pillow decodes lazily, so a truncated file can "open" fine and fail much later; we force the
     full decode here. Any decode failure becomes :class:`UnreadableImageError` naming the file,
@@ -234,9 +234,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """
     with open(path, "rb") as handle:
         try:
-            with Image.open(handle) as img:
-                img.load()
-                return to_rgb_array(img)
+            img = Image.open(handle)
+            img.load()  # the pixels are in memory now; the file can close
+            return img
         # Pillow's format plugins raise a zoo of types on bad input (OSError, SyntaxError,
         # EOFError, struct.error, zlib.error, DecompressionBombError, ValueError...), so catch
         # broadly; the original is chained for debugging.
@@ -244,3 +244,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
             raise UnreadableImageError(
                 f"cannot read image {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as a uint8 HxWx3 RGB array (:func:`open_image`, then :func:`to_rgb_array`)."""
+    with open_image(path) as img:
+        return to_rgb_array(img)

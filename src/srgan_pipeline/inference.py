@@ -56,7 +56,8 @@ def receptive_radius(generator: nn.Module) -> int:
     radius, factor = 0.0, 1
     for module in generator.modules():
         if isinstance(module, nn.Conv2d):
-            reach = max(d * (k - 1) // 2 for k, d in zip(module.kernel_size, module.dilation, strict=True))
+            sizes = zip(module.kernel_size, module.dilation, strict=True)
+            reach = max(dilation * (size - 1) // 2 for size, dilation in sizes)
             radius += reach / factor
         elif isinstance(module, nn.PixelShuffle):
             factor *= module.upscale_factor
@@ -135,8 +136,12 @@ def upscale(
     try:
         with torch.inference_mode():
             # (1, 3, H, W) view of the HWC array: already NHWC-strided. The whole LR image is
-            # small (3 bytes per LR pixel vs. 48 * s^2 floats per pixel of one HR feature map).
-            image = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None]
+            # small (3 bytes per LR pixel vs. 4 * C * s^2 bytes per pixel of one HR feature
+            # map); copied when read-only (np.asarray of a PIL image), which torch refuses.
+            lr = np.ascontiguousarray(lr)
+            if not lr.flags.writeable:
+                lr = lr.copy()
+            image = torch.from_numpy(lr).permute(2, 0, 1)[None]
             for top, bottom in tile_spans(height, tile):
                 for left, right in tile_spans(width, tile):
                     y0, y1 = max(0, top - overlap), min(height, bottom + overlap)
@@ -173,8 +178,10 @@ def upscale(
 def _alpha_family(img: Image.Image) -> bool:
     """Same rule as imaging.to_rgb_array: an alpha band, or a tRNS transparency entry."""
     bands = img.getbands()
-    return "A" in bands or "a" in bands or (
-        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    return (
+        "A" in bands
+        or "a" in bands
+        or (img.mode in ("P", "L", "RGB") and "transparency" in img.info)
     )
 
 
@@ -223,4 +230,3 @@ def upscale_image(
 
     sr = Image.fromarray(upscale(generator, to_rgb_array(img), **kwargs), "RGB")
     return sr.convert("L") if grey else sr
-

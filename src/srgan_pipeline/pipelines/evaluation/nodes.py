@@ -1,0 +1,110 @@
+"""evaluation nodes: score every selected model on every evaluation set, then report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan_pipeline import tracking
+from srgan_pipeline.evaluation import (
+    METRICS,
+    MODELS,
+    comparison_figure,
+    group_pairs,
+    model_upscalers,
+    score_images,
+    summary_markdown,
+    summary_table,
+)
+from srgan_pipeline.training import build_generator, load_generator_state, pick_device
+
+logger = logging.getLogger(__name__)
+
+Checkpoint = Callable[[], dict[str, Any]]
+
+
+def evaluate_models(
+    eval_pairs: dict[str, Callable[[], np.ndarray]],
+    generator_pretrained: Checkpoint,
+    generator_gan: Checkpoint,
+    scale: int,
+    evaluation: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-image metrics, SR outputs of the chosen images, and their comparison figures.
+
+    Checkpoints are read only for the models selected in ``evaluation.models``, so scoring
+    bicubic alone works before anything has been trained.
+    """
+    models = _selected_models(evaluation.get("models"))
+    checkpoints = {"srresnet": generator_pretrained, "srgan": generator_gan}
+    device = pick_device(evaluation.get("device", "auto"))
+    generators = {model: load_generator(checkpoints[model](), device)
+                  for model in models if model != "bicubic"}
+    inference = {"tile": evaluation.get("tile", 128), "device": device}
+    upscalers = model_upscalers(models, generators, scale, inference)
+    crop = evaluation.get("crop_border") or scale
+
+    rows: list[dict[str, Any]] = []
+    samples, figures = {}, {}
+    for eval_set, images in group_pairs(eval_pairs, scale).items():
+        chosen = _figure_images(evaluation.get("figures", {}), eval_set, list(images))
+        set_rows, kept = score_images(images, upscalers, crop, keep=chosen)
+        rows += [{"set": eval_set, **row} for row in set_rows]
+        for name, panels in kept.items():
+            for model in models:
+                samples[f"{eval_set}/{name}_{model}"] = panels[model]
+            figures[f"{eval_set}/{name}"] = comparison_figure(
+                panels, scale, evaluation.get("figures", {}).get("crop", 96))
+        logger.info("Scored %s: %d images x %s", eval_set, len(images), ", ".join(models))
+    if not rows:
+        raise ValueError("eval_pairs holds no evaluation set: add one under data_prep.eval_sets "
+                         "and run data_prep")
+    for key, figure in figures.items():
+        tracking.log_image(figure, f"comparisons/{key}.png")
+    return pd.DataFrame(rows), samples, figures
+
+
+def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
+    """Mean metrics per set and model: JSON, a Markdown table (printed), and MLflow metrics."""
+    summary = summary_table(per_image)
+    markdown = summary_markdown(summary)
+    # The table is the run's answer: printed as is, since log decoration would wrap it.
+    print(f"\nEvaluation (Y channel, border crop = scale, 8-bit outputs):\n{markdown}")
+    metrics = {f"{row.set}/{row.model}/{metric}": float(getattr(row, metric))
+               for row in summary.itertuples() for metric in METRICS}
+    tracking.log_metrics(metrics)
+    as_json = {s: {row.model: {**{m: float(getattr(row, m)) for m in METRICS},
+                               "images": int(row.images)}
+                   for row in summary[summary.set == s].itertuples()}
+               for s in summary.set.unique()}
+    return as_json, markdown
+
+
+def _selected_models(models: Any) -> list[str]:
+    if not models or not isinstance(models, list | tuple) or set(models) - set(MODELS):
+        raise ValueError(f"evaluation.models must be a non-empty list drawn from {list(MODELS)}, "
+                         f"got {models!r}")
+    return list(dict.fromkeys(models))
+
+
+def load_generator(state: dict[str, Any], device):
+    """The checkpoint's generator, rebuilt from its own config, in eval mode on ``device``."""
+    generator = build_generator(state["generator_config"])
+    load_generator_state(generator, state)
+    return generator.to(device).eval()
+
+
+def _figure_images(figures: dict[str, Any], eval_set: str, names: list[str]) -> list[str]:
+    """Images named for this set under ``evaluation.figures.images``, else the first few."""
+    named = (figures.get("images") or {}).get(eval_set)
+    if named is None:
+        return names[: figures.get("default_count", 2)]
+    missing = sorted(set(named) - set(names))
+    if missing:
+        raise ValueError(f"evaluation.figures.images.{eval_set}: no image(s) {missing} in "
+                         f"{eval_set} (it has e.g. {names[:5]})")
+    return list(named)

@@ -1,0 +1,24 @@
+from kedro.pipeline import Node, Pipeline
+
+from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models, summarise_evaluation
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                evaluate_models,
+                inputs=["eval_pairs", "generator_pretrained", "generator_gan", "params:scale",
+                        "params:evaluation"],
+                outputs=["evaluation_per_image", "evaluation_sr_samples",
+                         "evaluation_comparisons"],
+                name="evaluate_models",
+            ),
+            Node(
+                summarise_evaluation,
+                inputs="evaluation_per_image",
+                outputs=["evaluation_summary", "evaluation_summary_table"],
+                name="summarise_evaluation",
+            ),
+        ]
+    )

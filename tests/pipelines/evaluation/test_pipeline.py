@@ -1,0 +1,105 @@
+"""The quickstart end to end (data_prep, tiny train_gan, evaluation), then upscale, as a user
+runs them: `kedro run` in new processes (kedro-mlflow's hook keeps per-process state)."""
+
+import json
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import kedro_project, write_image
+from PIL import Image
+
+TINY = ",".join([
+    "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
+    "train_gan.critic.base_channels=8", "train_gan.pretrain.iterations=4",
+    "train_gan.pretrain.batch_size=2", "train_gan.adversarial.iterations=2",
+    "train_gan.adversarial.batch_size=2", "train_gan.adversarial.n_critic=1",
+])
+
+
+def kedro_run(workdir, *args):
+    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def latest(folder, name):
+    path, = (folder / name).glob(f"*/{name}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("end_to_end")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        kedro_project(workdir, monkeypatch)
+    stdout = kedro_run(workdir, f"--params={TINY}")
+    return workdir, stdout
+
+
+def test_the_summary_table_is_printed_and_saved(quickstart):
+    workdir, stdout = quickstart
+    assert "| skimage_heldout | srgan |" in stdout
+    reporting = workdir / "data" / "08_reporting"
+    summary = json.loads(latest(reporting, "evaluation_summary.json").read_text())
+    assert sorted(summary["skimage_heldout"]) == ["bicubic", "srgan", "srresnet"]
+    assert summary["skimage_heldout"]["bicubic"]["images"] == 2
+    assert 25 < summary["skimage_heldout"]["bicubic"]["psnr_y"] < 40
+    table = latest(reporting, "evaluation_summary.md").read_text()
+    assert table.startswith("| set | model |") and table.count("\n") == 2 + 3
+    per_image = latest(reporting, "evaluation_per_image.csv").read_text().splitlines()
+    assert per_image[0] == "set,image,model,height,width,psnr_y,ssim_y,psnr_rgb"
+    assert len(per_image) == 1 + 2 * 3
+
+
+def test_figures_and_sr_outputs_are_versioned_images(quickstart):
+    workdir, _ = quickstart
+    figures = sorted(latest(workdir / "data" / "08_reporting", "evaluation_comparisons")
+                     .rglob("*.png"))
+    assert [f.name for f in figures] == ["chelsea.png", "rocket.png"]
+    figure = np.asarray(Image.open(figures[0]))
+    assert figure.shape[1] > 4 * figure.shape[0]  # five panels side by side
+    samples = latest(workdir / "data" / "07_model_output", "evaluation_sr_samples")
+    assert len(list(samples.rglob("*.png"))) == 2 * 3
+    hr = Image.open(workdir / "data/05_model_input/eval/skimage_heldout/HR/chelsea.png")
+    assert Image.open(samples / "skimage_heldout" / "chelsea_srgan.png").size == hr.size
+
+
+def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
+    workdir, _ = quickstart
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    run, = client.search_runs([client.get_experiment_by_name("srgan_pipeline").experiment_id])
+    metrics = run.data.metrics
+    for model in ("bicubic", "srresnet", "srgan"):
+        assert metrics[f"skimage_heldout/{model}/psnr_y"] > 0
+        assert 0 < metrics[f"skimage_heldout/{model}/ssim_y"] <= 1
+    assert "pretrain/pixel" in metrics and "critic/gradient_penalty" in metrics
+    figures = {a.path for a in client.list_artifacts(run.info.run_id,
+                                                     "comparisons/skimage_heldout")}
+    assert figures == {"comparisons/skimage_heldout/chelsea.png",
+                       "comparisons/skimage_heldout/rocket.png"}
+
+
+def test_upscale_keeps_names_skips_a_corrupt_file_and_handles_alpha(quickstart, tmp_path):
+    workdir, _ = quickstart
+    inputs = tmp_path / "mine"
+    write_image(inputs / "photo.png", (37, 23))
+    Image.fromarray(np.full((10, 12, 4), 200, np.uint8), "RGBA").save(inputs / "logo.png")
+    (inputs / "broken.jpg").write_bytes(b"not a jpeg")
+    kedro_run(workdir, "--pipeline=upscale", f"--params=upscale.input_dir={inputs}")
+    out = workdir / "data" / "07_model_output" / "upscaled"
+    assert Image.open(out / "photo.png").size == (37 * 4, 23 * 4)
+    logo = Image.open(out / "logo.png")
+    assert logo.mode == "RGBA" and logo.size == (48, 40)
+    report = json.loads((workdir / "data" / "08_reporting" / "upscale_report.json").read_text())
+    assert [s["file"] for s in report["skipped"]] == ["broken.jpg"]
+
+
+def test_bicubic_alone_needs_no_checkpoint(tmp_path, monkeypatch):
+    kedro_project(tmp_path, monkeypatch)
+    stdout = kedro_run(tmp_path, "--pipelines=data_prep,evaluation",
+                       "--params=evaluation.models=[bicubic]")
+    assert "| skimage_heldout | bicubic |" in stdout
+    assert not (tmp_path / "data" / "06_models" / "generator_gan.pt").exists()

@@ -1,0 +1,173 @@
+"""Tests for srgan_pipeline.inference: tiled upscaling and Pillow images of any mode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_pipeline.imaging import imresize, to_rgb_array
+from srgan_pipeline.inference import receptive_radius, tile_spans, upscale, upscale_image
+from srgan_pipeline.metrics import quantize
+from srgan_pipeline.models import Generator, hr_to_unit
+
+
+@pytest.fixture
+def generator() -> Generator:
+    torch.manual_seed(0)
+    return Generator(scale=4, channels=8, num_blocks=2).eval()
+
+
+def _lr(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour waves plus noise: structure for the convs to carry across tile seams."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    waves = np.stack([128 + 90 * np.sin(xx / (4 + c) + c) * np.cos(yy / 5) for c in range(3)], -1)
+    return np.clip(waves + rng.normal(0, 20, waves.shape), 0, 255).astype(np.uint8)
+
+
+def _untiled(generator: Generator, lr: np.ndarray) -> np.ndarray:
+    """The reference: one plain forward of the whole image, NCHW, converted once."""
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float().contiguous() / 255
+    with torch.no_grad():
+        y = generator(x)
+    return quantize(hr_to_unit(y)[0].permute(1, 2, 0).numpy())
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    assert a.shape == b.shape
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+# --------------------------------------------------------------------------------------------
+# upscale
+# --------------------------------------------------------------------------------------------
+
+
+def test_receptive_radius_and_tile_spans():
+    assert receptive_radius(Generator(channels=8, num_blocks=2)) == 12  # 4+2*2+1+1 + 1/2 + 4/4
+    assert receptive_radius(Generator(channels=8)) == 40  # default 16 blocks
+    assert tile_spans(53, 24) == [(0, 18), (18, 35), (35, 53)]
+    assert tile_spans(5, 24) == [(0, 5)]
+    assert tile_spans(257, 256) == [(0, 128), (128, 257)]  # balanced, no 1 px tile
+
+
+def test_tiled_equals_untiled_within_one_grey_level(generator):
+    lr = _lr(53, 70)
+    reference = _untiled(generator, lr)
+    tiled = upscale(generator, lr, tile=24)  # 3 x 3 tiles, default overlap (12)
+    assert tiled.shape == (4 * 53, 4 * 70, 3) and tiled.dtype == np.uint8
+    assert _max_diff(tiled, reference) <= 1
+    # The check has teeth: without context the seams are wrong by many grey levels.
+    assert _max_diff(upscale(generator, lr, tile=24, overlap=0), reference) > 5
+
+
+def test_image_smaller_than_a_tile(generator):
+    lr = _lr(5, 7, seed=1)
+    out = upscale(generator, lr, tile=24)
+    assert out.shape == (20, 28, 3)
+    assert _max_diff(out, _untiled(generator, lr)) <= 1
+
+
+@pytest.mark.parametrize("size", [(37, 29), (1, 1), (33, 10)])
+def test_odd_sizes_not_multiple_of_the_tile(generator, size):
+    lr = _lr(*size, seed=2)
+    out = upscale(generator, lr, tile=10)
+    assert out.shape == (4 * size[0], 4 * size[1], 3)
+    assert _max_diff(out, _untiled(generator, lr)) <= 1
+
+
+def test_channels_last_and_default_format_agree(generator):
+    lr = _lr(30, 41, seed=3)
+    nhwc = upscale(generator, lr, tile=16, channels_last=True)
+    nchw = upscale(generator, lr, tile=16, channels_last=False)
+    assert _max_diff(nhwc, nchw) <= 1
+
+
+def test_restores_training_mode_and_rejects_bad_input(generator):
+    generator.train()
+    out = upscale(generator, _lr(12, 12), tile=8)
+    assert generator.training  # the caller's mode is back ...
+    generator.eval()
+    assert _max_diff(out, _untiled(generator, _lr(12, 12))) <= 1  # ... and eval was used
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        upscale(generator, _lr(12, 12) / 255.0)
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        upscale(generator, _lr(12, 12)[..., 0])
+
+
+# --------------------------------------------------------------------------------------------
+# upscale_image
+# --------------------------------------------------------------------------------------------
+
+
+def test_rgb_image(generator):
+    lr = _lr(15, 20, seed=4)
+    out = upscale_image(generator, Image.fromarray(lr), 4, tile=8)
+    assert out.mode == "RGB" and out.size == (80, 60)
+    assert np.array_equal(np.asarray(out), upscale(generator, lr, tile=8))
+
+
+def test_rgba_keeps_a_bicubic_alpha_channel(generator):
+    lr = _lr(15, 20, seed=5)
+    alpha = np.random.default_rng(6).integers(0, 256, (15, 20), dtype=np.uint8)
+    image = Image.fromarray(np.dstack([lr, alpha]), "RGBA")
+    out = upscale_image(generator, image, 4)
+    assert out.mode == "RGBA" and out.size == (80, 60)
+    out = np.asarray(out)
+    assert np.array_equal(out[..., 3], imresize(alpha, 4))
+    # Colour is the straight (not white-composited) RGB through the generator.
+    assert np.array_equal(out[..., :3], upscale(generator, lr))
+
+
+def test_grey_in_grey_out(generator):
+    grey = _lr(15, 20, seed=7)[..., 0]
+    out = upscale_image(generator, Image.fromarray(grey, "L"), 4)
+    assert out.mode == "L" and out.size == (80, 60)
+    rgb = Image.fromarray(upscale(generator, np.repeat(grey[..., None], 3, axis=2)))
+    assert np.array_equal(np.asarray(out), np.asarray(rgb.convert("L")))
+
+
+def test_sixteen_bit_grey_is_reduced_like_to_rgb_array(generator):
+    grey16 = (_lr(15, 20, seed=8)[..., 0].astype(np.uint16) * 257 + 100).astype(np.uint16)
+    image = Image.fromarray(grey16)  # mode I;16
+    assert image.mode.startswith("I;16")
+    out = upscale_image(generator, image, 4)
+    assert out.mode == "L" and out.size == (80, 60)
+    expected = Image.fromarray(upscale(generator, to_rgb_array(image))).convert("L")
+    assert np.array_equal(np.asarray(out), np.asarray(expected))
+
+
+def test_grey_with_alpha_and_palette_transparency(generator):
+    la = Image.fromarray(np.dstack([_lr(9, 11)[..., 0], np.full((9, 11), 200, np.uint8)]), "LA")
+    out = upscale_image(generator, la, 4)
+    assert out.mode == "LA" and out.size == (44, 36)
+    assert (np.asarray(out)[..., 1] == 200).all()
+
+    palette = Image.fromarray(_lr(9, 11)).convert("P")
+    palette.info["transparency"] = 0
+    out = upscale_image(generator, palette, 4)
+    assert out.mode == "RGBA" and out.size == (44, 36)
+
+
+def test_exif_rotated_input_gives_rotated_output(generator):
+    lr = _lr(10, 16, seed=9)  # stored 16 wide x 10 high, displayed rotated by 90 degrees
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(lr).save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    assert image.size == (16, 10)
+    out = upscale_image(generator, image, 4)
+    assert out.size == (40, 64)
+    upright = Image.fromarray(to_rgb_array(Image.open(io.BytesIO(buffer.getvalue()))))
+    assert upright.size == (10, 16)
+    assert np.array_equal(np.asarray(out), np.asarray(upscale_image(generator, upright, 4)))
+
+
+def test_scale_must_match_the_generator(generator):
+    with pytest.raises(ValueError, match="x4"):
+        upscale_image(generator, Image.fromarray(_lr(8, 8)), 2)
