@@ -10,9 +10,25 @@ import torch
 from PIL import Image
 
 from srgan_pipeline.imaging import imresize, to_rgb_array
-from srgan_pipeline.inference import receptive_radius, tile_spans, upscale, upscale_image
+from srgan_pipeline.inference import (
+    inference_model,
+    receptive_radius,
+    tile_spans,
+    upscale,
+    upscale_image,
+)
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models import Generator, hr_to_unit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: a second thread only adds OpenMP barriers, which cost
+    milliseconds each when other processes share the cores (here 17 s -> under 1 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -87,16 +103,55 @@ def test_channels_last_and_default_format_agree(generator):
     assert _max_diff(nhwc, nchw) <= 1
 
 
-def test_restores_training_mode_and_rejects_bad_input(generator):
+def test_leaves_the_callers_generator_alone(generator):
     generator.train()
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
     out = upscale(generator, _lr(12, 12), tile=8)
-    assert generator.training  # the caller's mode is back ...
+    assert generator.training  # not switched to eval ...
+    after = generator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # ... nor folded / rewritten
+    assert generator.head[0].weight.is_contiguous()  # ... nor converted to channels_last
     generator.eval()
-    assert _max_diff(out, _untiled(generator, _lr(12, 12))) <= 1  # ... and eval was used
+    assert _max_diff(out, _untiled(generator, _lr(12, 12))) <= 1  # eval-mode statistics used
+
+
+def test_a_prepared_inference_model_is_reused(generator):
+    lr = _lr(20, 26, seed=10)
+    prepared = inference_model(generator)
+    assert np.array_equal(upscale(prepared, lr, tile=16), upscale(generator, lr, tile=16))
+
+
+def test_rejects_bad_input(generator):
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         upscale(generator, _lr(12, 12) / 255.0)
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         upscale(generator, _lr(12, 12)[..., 0])
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_model_computes_the_same_function(scale, channels_last):
+    # Non-trivial BatchNorm statistics and PReLU slopes, so folding and the moved tail conv
+    # are really exercised (at default statistics BatchNorm is almost the identity).
+    torch.manual_seed(1)
+    generator = Generator(scale=scale, channels=8, num_blocks=2).eval()
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.3, 3.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+        elif isinstance(module, torch.nn.PReLU):
+            torch.nn.init.uniform_(module.weight, -0.5, 0.5)
+    model = inference_model(generator, channels_last=channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert isinstance(model.tail[0], torch.nn.Conv2d) and model.tail[0].kernel_size == (5, 5)
+    x = torch.rand(2, 3, 13, 17)
+    with torch.no_grad():
+        expected = generator(x)
+        got = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    assert got.shape == expected.shape == (2, 3, 13 * scale, 17 * scale)
+    assert (got - expected).abs().max().item() < 1e-5
 
 
 # --------------------------------------------------------------------------------------------

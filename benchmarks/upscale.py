@@ -1,0 +1,124 @@
+"""Time whole-image inference: the project's `upscale` vs a plain PyTorch forward.
+
+Same default generator (64 channels, 16 blocks, x4, random weights, eval mode), same 256x256
+LR input, in one process. Rounds alternate one call of each variant, so load from other
+processes on the machine hits all variants alike; the first --warmup rounds are not counted,
+and the median of --repeats rounds is reported.
+
+  * plain    the textbook call: uint8 HWC -> float NCHW tensor (default contiguous format),
+             ``generator(x)`` under ``torch.no_grad()``, -> uint8 HWC. One untiled forward.
+  * project  ``upscale(generator, lr)`` with its defaults: channels_last, inference_mode,
+             tile 256 / overlap = receptive radius (40), hr_to_unit + quantize. A 256x256
+             input is one tile: this is the per-call inference_model copy, NHWC and the
+             rewritten graph, with no tiling overhead.
+  * project nchw  the same with channels_last=False: project nchw / project is what NHWC
+             adds, plain / project nchw what the rest (BatchNorm folding, tail conv moved
+             before the last PixelShuffle: see inference_model) adds.
+  * --tiles N [N ...] adds ``upscale(..., tile=N)`` variants (e.g. 128: 4 tiles with 40 px of
+             recomputed context each), to compare tile sizes.
+
+--peak-memory instead upscales one 2000x2000 LR image (-> 8000x8000, 192 MB of uint8 output)
+with the defaults and prints the time and the process's peak RSS: tiles bound the memory,
+not the image size.
+
+    python benchmarks/upscale.py                  # ~1 min on 2 CPU cores
+    python benchmarks/upscale.py --tiles 128 512
+    python benchmarks/upscale.py --peak-memory    # ~4-5 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from srgan_pipeline.inference import upscale
+from srgan_pipeline.models import Generator
+
+
+def make_lr(size: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour waves plus noise (content does not change the speed of dense convs)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    waves = np.stack([128 + 90 * np.sin(xx / (9 + c)) * np.cos(yy / 7) for c in range(3)], -1)
+    return np.clip(waves + rng.normal(0, 10, waves.shape), 0, 255).astype(np.uint8)
+
+
+def plain_forward(generator: Generator, lr: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float().contiguous() / 255
+    with torch.no_grad():
+        y = generator(x)
+    return ((y[0] + 1) / 2 * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def speed(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    generator = Generator().eval()
+    plain_model = copy.deepcopy(generator)  # stays NCHW: upscale converts its model in place
+    lr = make_lr(args.size)
+
+    variants = {"plain": lambda: plain_forward(plain_model, lr), "project": lambda: upscale(
+        generator, lr)}  # fmt: skip
+    variants["project nchw"] = lambda: upscale(generator, lr, channels_last=False)
+    for tile in args.tiles:
+        variants[f"project tile={tile}"] = lambda tile=tile: upscale(generator, lr, tile=tile)
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outputs = {}
+    for round_ in range(args.warmup + args.repeats):
+        for name, call in variants.items():
+            start = time.perf_counter()
+            outputs[name] = call()
+            elapsed = time.perf_counter() - start
+            if round_ >= args.warmup:
+                times[name].append(elapsed)
+
+    print(f"default Generator (64 ch, 16 blocks, x4), {args.size}x{args.size} LR -> "
+          f"{4 * args.size}x{4 * args.size}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats} after {args.warmup} warm-up")  # fmt: skip
+    plain = statistics.median(times["plain"])
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        diff = np.abs(outputs[name].astype(np.int16) - outputs["plain"]).max()
+        print(f"  {name:<18} {median:7.3f} s   speed-up plain/this {plain / median:5.2f}x   "
+              f"max |diff| vs plain {diff} grey levels   "
+              f"(all: {', '.join(f'{t:.2f}' for t in samples)})")  # fmt: skip
+
+
+def peak_memory(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    generator = Generator().eval()
+    lr = make_lr(args.peak_size)
+    before = peak_rss_mib()
+    start = time.perf_counter()
+    out = upscale(generator, lr)
+    elapsed = time.perf_counter() - start
+    print(f"upscale {args.peak_size}x{args.peak_size} -> {out.shape[1]}x{out.shape[0]} "
+          f"(default tile/overlap, channels_last, {torch.get_num_threads()} threads): "
+          f"{elapsed:.1f} s; peak RSS {peak_rss_mib():.0f} MiB (peak before the call {before:.0f} "
+          f"MiB; the uint8 output alone is {out.nbytes / 2**20:.0f} MiB)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="LR side (default 256)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiles", type=int, nargs="*", default=[])
+    parser.add_argument("--peak-memory", action="store_true")
+    parser.add_argument("--peak-size", type=int, default=2000)
+    args = parser.parse_args()
+    (peak_memory if args.peak_memory else speed)(args)
+
+
+if __name__ == "__main__":
+    main()
