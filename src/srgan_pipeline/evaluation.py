@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from srgan_pipeline.imaging import rgb_to_y
-from srgan_pipeline.inference import upscale
+from srgan_pipeline.inference import inference_model, upscale
 from srgan_pipeline.metrics import bicubic_upscale, score
 
 MODELS = ("bicubic", "srresnet", "srgan")
@@ -38,15 +38,19 @@ def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
 
 
 def model_upscalers(models: Iterable[str], generators: dict[str, Any], scale: int,
-                    inference: dict[str, Any]) -> dict[str, Upscaler]:
-    """One ``lr -> sr`` function per selected model; bicubic needs no generator."""
+                    tile: int, device: Any = None) -> dict[str, Upscaler]:
+    """One ``lr -> sr`` function per selected model; bicubic needs no generator.
+
+    Each generator is prepared for inference once (BatchNorm folded, channels_last), not once
+    per image.
+    """
     upscalers: dict[str, Upscaler] = {}
     for model in models:
         if model == "bicubic":
             upscalers[model] = lambda lr: bicubic_upscale(lr, scale)
         else:
-            generator = generators[model]
-            upscalers[model] = lambda lr, g=generator: upscale(g, lr, **inference)
+            prepared = inference_model(generators[model], device=device)
+            upscalers[model] = lambda lr, g=prepared: upscale(g, lr, tile=tile, device=device)
     return upscalers
 
 

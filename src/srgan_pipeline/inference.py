@@ -43,6 +43,7 @@ from srgan_pipeline.models.generator import (
     UpsampleBlock,
     hr_to_unit,
 )
+from srgan_pipeline.training import build_generator, load_generator_state
 
 __all__ = [
     "DEFAULT_TILE",
@@ -184,6 +185,13 @@ def upscale(
 # --------------------------------------------------------------------------------------------
 # The inference copy of a generator
 # --------------------------------------------------------------------------------------------
+
+
+def generator_from_checkpoint(state: dict) -> Generator:
+    """The checkpoint's generator, rebuilt from the architecture it records, in eval mode."""
+    generator = build_generator(state["generator_config"])
+    load_generator_state(generator, state)
+    return generator.eval()
 
 
 def inference_model(

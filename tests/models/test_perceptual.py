@@ -125,16 +125,24 @@ def test_imagenet_offline_without_cache_explains_what_to_do(monkeypatch, tmp_pat
     assert isinstance(err.value.__cause__, URLError)
 
 
-def test_imagenet_uses_the_cached_file_without_network(monkeypatch, tmp_path, tv_features):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fail_download)
-    (tmp_path / "checkpoints").mkdir()
-    full_state = {f"features.{k}": v for k, v in tv_features.state_dict().items()}
-    torch.save(full_state, tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth")
+def test_imagenet_loads_torchvisions_weights(monkeypatch):
+    """The imagenet branch takes torchvision's IMAGENET1K_V1 state dict (cache or download)."""
+    import torchvision.models._api as tv_api
+    from torchvision.models import VGG19_Weights, vgg19
 
+    with torch.random.fork_rng():
+        reference = vgg19(weights=None).state_dict()
+    asked = []
+
+    def cached_state_dict(url, *args, **kwargs):
+        asked.append(url)
+        return reference
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", cached_state_dict)
     loss = VGGPerceptualLoss(layer=LAYER, weights="imagenet")
+    assert asked == [VGG19_Weights.IMAGENET1K_V1.url]
     assert loss.weights_source == "imagenet"
-    torch.testing.assert_close(loss.features[0].weight, tv_features[0].weight)
+    torch.testing.assert_close(loss.features[0].weight, reference["features.0.weight"])
 
 
 def test_random_weights_warn_and_are_seeded(caplog):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from http.client import HTTPException
 from urllib.parse import urlparse
 
@@ -44,11 +43,6 @@ FEATURE_SCALE = 12.75
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# torchvision's vgg19 ("E") features: numbers are conv widths, "M" is a 2x2 max-pool.
-# Each conv is followed by a ReLU, so the indices below match vgg19().features exactly.
-_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]  # fmt: skip
-
 # reluX_Y = ReLU after the Y-th conv of block X, as an index into vgg19().features.
 VGG19_LAYERS = {
     "relu1_1": 1, "relu1_2": 3,
@@ -59,71 +53,39 @@ VGG19_LAYERS = {
 }  # fmt: skip
 
 
-def _vgg19_features(last_index: int) -> nn.Sequential:
-    """vgg19().features[: last_index + 1], built directly.
+def _vgg19_features(weights: str) -> nn.Sequential:
+    """torchvision's ``vgg19().features``: random init, or ImageNet weights from the hub cache.
 
-    Building only the needed layers avoids allocating the full VGG19 (its classifier
-    alone holds ~120M parameters) and skips the compute of the unused deeper layers.
-    Same layer types and indices as torchvision, so its state dicts load unchanged.
+    torchvision reads ``<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth`` or downloads and
+    hash-checks it; a failed download (no network, proxy, DNS, timeout) becomes a
+    RuntimeError telling the user which file to place where, or which alternatives to use.
     """
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for v in _VGG19_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            in_ch = v
-    return nn.Sequential(*layers[: last_index + 1])
+    from torchvision.models import VGG19_Weights, vgg19
 
-
-def _imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """torchvision's IMAGENET1K_V1 VGG19 weights from the hub cache, downloading if absent.
-
-    A failed download (no network, proxy refusal, DNS, timeout) becomes a RuntimeError
-    telling the user exactly which file to place where, or which alternatives to use.
-    """
-    from torchvision.models import VGG19_Weights
-
+    if weights != "imagenet":
+        with torch.random.fork_rng():  # torchvision's init must not move the global RNG
+            return vgg19(weights=None).features
     url = VGG19_Weights.IMAGENET1K_V1.url
     filename = os.path.basename(urlparse(url).path)  # vgg19-dcbb9e9d.pth
     cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
-    cached = os.path.join(cache_dir, filename)
-    if not os.path.isfile(cached):
-        os.makedirs(cache_dir, exist_ok=True)
-        # The hex part of the file name is the start of the file's SHA-256 (torch.hub's
-        # convention); download_url_to_file verifies it.
-        match = re.search(r"-([a-f0-9]+)\.", filename)
-        try:
-            torch.hub.download_url_to_file(
-                url, cached, hash_prefix=match.group(1) if match else None, progress=False
-            )
-        except (OSError, HTTPException) as err:  # URLError, timeouts, SSL errors are OSError
-            raise RuntimeError(
-                f"Could not get the ImageNet VGG19 weights for the perceptual loss: "
-                f"'{filename}' is not in the torch hub cache and downloading it from {url} "
-                f"failed ({err!r}). Either place the file {filename} at {cached} (cache "
-                f"directory {cache_dir}, from torch.hub.get_dir(); set TORCH_HOME to move "
-                f"it), or pass weights='<path to a vgg19 state dict .pth>', or pass "
-                f"weights='random' for offline smoke runs (NOT the published VGG loss)."
-            ) from err
-    return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
+    except (OSError, HTTPException) as err:  # URLError, timeouts, SSL errors are OSError
+        raise RuntimeError(
+            f"Could not get the ImageNet VGG19 weights for the perceptual loss: "
+            f"'{filename}' is not in the torch hub cache and downloading it from {url} "
+            f"failed ({err!r}). Either place the file {filename} at "
+            f"{os.path.join(cache_dir, filename)} (cache directory from torch.hub.get_dir(); "
+            f"set TORCH_HOME to move it), or pass weights='<path to a vgg19 state dict .pth>', "
+            f"or pass weights='random' for offline smoke runs (NOT the published VGG loss)."
+        ) from err
 
 
-def _features_only(state: dict[str, torch.Tensor], last_index: int) -> dict[str, torch.Tensor]:
-    """Keep the `features` entries of a vgg19 state dict up to `last_index`, keyed "N.*".
-
-    Accepts a full model state dict ("features.N.weight", "classifier...") or a features
-    state dict ("N.weight"); deeper layers than the truncated module has are dropped.
-    """
+def _features_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``features`` part of a vgg19 state dict, keyed "N.*" (a full model's or its own)."""
     if any(k.startswith("features.") for k in state):
-        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-    # Keys that are not "N.*" are kept so that load_state_dict reports them as unexpected.
-    return {
-        k: v
-        for k, v in state.items()
-        if not k.split(".", 1)[0].isdigit() or int(k.split(".", 1)[0]) <= last_index
-    }
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return state
 
 
 class VGGPerceptualLoss(nn.Module):
@@ -150,11 +112,10 @@ class VGGPerceptualLoss(nn.Module):
                 f"Unknown VGG19 layer {layer!r}; valid names: {', '.join(VGG19_LAYERS)}"
             )
         self.layer = layer
-        last = VGG19_LAYERS[layer]
-        self.features = _vgg19_features(last)
+        features = _vgg19_features("imagenet" if weights == "imagenet" else "random")
 
         if weights == "random":
-            self._random_init(seed)
+            self._random_init(features, seed)
             self.weights_source = "random"
             logger.warning(
                 "VGGPerceptualLoss uses RANDOM VGG19 weights (seed=%d): the perceptual loss "
@@ -162,7 +123,6 @@ class VGGPerceptualLoss(nn.Module):
                 seed,
             )
         elif weights == "imagenet":
-            self.features.load_state_dict(_features_only(_imagenet_state_dict(), last))
             self.weights_source = "imagenet"
         else:
             path = os.fspath(weights)
@@ -178,22 +138,25 @@ class VGGPerceptualLoss(nn.Module):
             if not isinstance(state, dict):
                 raise ValueError(f"{path} does not hold a state dict (got {type(state)})")
             try:
-                self.features.load_state_dict(_features_only(state, last))
+                features.load_state_dict(_features_state(state))
             except RuntimeError as err:
                 raise RuntimeError(f"{path} is not a torchvision vgg19 state dict: {err}") from err
             self.weights_source = f"file:{os.path.abspath(path)}"
 
+        # Only the layers up to the chosen one: deeper ones would cost compute for nothing.
+        self.features = features[: VGG19_LAYERS[layer] + 1]
         self.features.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.train(False)
 
+    @staticmethod
     @torch.no_grad()
-    def _random_init(self, seed: int) -> None:
+    def _random_init(features: nn.Sequential, seed: int) -> None:
         """torchvision's VGG conv init (Kaiming-normal fan_out, zero bias), from a private
         generator so it is repeatable and leaves the global RNG untouched."""
         gen = torch.Generator().manual_seed(seed)
-        for m in self.features:
+        for m in features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(
                     m.weight, mode="fan_out", nonlinearity="relu", generator=gen

@@ -20,7 +20,8 @@ from srgan_pipeline.evaluation import (
     summary_markdown,
     summary_table,
 )
-from srgan_pipeline.training import build_generator, load_generator_state, pick_device
+from srgan_pipeline.inference import DEFAULT_TILE, generator_from_checkpoint
+from srgan_pipeline.training import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,10 @@ def evaluate_models(
     models = _selected_models(evaluation.get("models"))
     checkpoints = {"srresnet": generator_pretrained, "srgan": generator_gan}
     device = pick_device(evaluation.get("device", "auto"))
-    generators = {model: load_generator(checkpoints[model](), device)
+    generators = {model: generator_from_checkpoint(checkpoints[model]())
                   for model in models if model != "bicubic"}
-    inference = {"tile": evaluation.get("tile", 128), "device": device}
-    upscalers = model_upscalers(models, generators, scale, inference)
+    upscalers = model_upscalers(models, generators, scale, evaluation.get("tile", DEFAULT_TILE),
+                                device)
     crop = evaluation.get("crop_border") or scale
 
     rows: list[dict[str, Any]] = []
@@ -89,13 +90,6 @@ def _selected_models(models: Any) -> list[str]:
         raise ValueError(f"evaluation.models must be a non-empty list drawn from {list(MODELS)}, "
                          f"got {models!r}")
     return list(dict.fromkeys(models))
-
-
-def load_generator(state: dict[str, Any], device):
-    """The checkpoint's generator, rebuilt from its own config, in eval mode on ``device``."""
-    generator = build_generator(state["generator_config"])
-    load_generator_state(generator, state)
-    return generator.to(device).eval()
 
 
 def _figure_images(figures: dict[str, Any], eval_set: str, names: list[str]) -> list[str]:

@@ -11,8 +11,12 @@ from typing import Any
 from PIL import Image
 
 from srgan_pipeline.imaging import UnreadableImageError, open_image
-from srgan_pipeline.inference import upscale_image
-from srgan_pipeline.pipelines.evaluation.nodes import load_generator
+from srgan_pipeline.inference import (
+    DEFAULT_TILE,
+    generator_from_checkpoint,
+    inference_model,
+    upscale_image,
+)
 from srgan_pipeline.sources import list_images
 from srgan_pipeline.training import pick_device
 
@@ -40,8 +44,9 @@ def upscale_folder(
     names = list_images(folder, "upscale.input_dir")
     device = pick_device(upscale.get("device", "auto"))
     checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained}[model]
-    generator = load_generator(checkpoint(), device)
+    generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
+    tile = upscale.get("tile", DEFAULT_TILE)
     outputs, skipped = {}, []
     for name in names:
         try:
@@ -51,7 +56,7 @@ def upscale_folder(
             skipped.append({"file": name, "reason": str(error)})
             continue
         outputs[name.rsplit(".", 1)[0]] = partial(
-            _upscale_file, generator, folder / name, tile=upscale.get("tile", 128), device=device)
+            _upscale_file, generator, folder / name, tile=tile, device=device)
     logger.info("Upscaling %d image(s) from %s with %s (%d skipped)", len(outputs), folder,
                 model, len(skipped))
     return outputs, {"input_dir": str(folder), "model": model, "upscaled": sorted(outputs),
