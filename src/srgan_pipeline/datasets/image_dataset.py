@@ -4,14 +4,21 @@ kedro-datasets' ``pillow.ImageDataset`` moves ``PIL.Image`` objects and writes s
 target file. The pipelines here compute on ``numpy`` arrays, and a crash mid-write must not leave a
 truncated PNG that a later run would read as data, so this subclass keeps the library's versioning
 and filesystem plumbing and changes only the in-memory type and how a local file is written.
+
+``preview()`` follows kedro-viz's preview protocol: kedro-viz calls a dataset's ``preview`` method
+(with the catalog's ``metadata: {kedro-viz: {preview_args: {...}}}`` as keyword arguments, if
+any) and picks the renderer from the name of its return annotation; ``ImagePreview`` is a base64
+PNG without a ``data:`` prefix, which the UI shows as ``data:image/png;base64,<preview>``.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tempfile
 from pathlib import Path
+from typing import NewType
 
 import numpy as np
 from kedro.io.core import get_filepath_str
@@ -19,6 +26,27 @@ from kedro_datasets.pillow import ImageDataset
 from PIL import Image
 
 from srgan_pipeline.imaging import to_rgb_array
+
+try:  # the type kedro-datasets' own previews return; kedro-viz matches its name only
+    from kedro_datasets._typing import ImagePreview
+except ImportError:  # pragma: no cover - older or newer kedro-datasets
+    ImagePreview = NewType("ImagePreview", str)
+
+PREVIEW_MAX_SIZE = 512  # px, longest side of a preview: keeps the viz API responses small
+
+
+def image_preview(image: Image.Image | np.ndarray, max_size: int = PREVIEW_MAX_SIZE
+                  ) -> ImagePreview:
+    """A thumbnail of ``image`` (at most ``max_size`` px a side) as a base64 PNG string."""
+    if max_size < 1:
+        raise ValueError(f"max_size must be at least 1, got {max_size}")
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image))
+    thumbnail = Image.fromarray(to_rgb_array(image))
+    thumbnail.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, format="PNG", optimize=True)
+    return ImagePreview(base64.b64encode(buffer.getvalue()).decode("ascii"))
 
 
 class RGBImageDataset(ImageDataset):
@@ -46,6 +74,10 @@ class RGBImageDataset(ImageDataset):
             image.save(buffer, format=image_format, **self._save_args)
             write_bytes_atomic(Path(get_filepath_str(save_path, self._protocol)), buffer.getvalue())
         self._invalidate_cache()
+
+    def preview(self, max_size: int = PREVIEW_MAX_SIZE) -> ImagePreview:
+        """The saved image, shrunk to at most ``max_size`` px a side, for kedro-viz."""
+        return image_preview(super().load(), max_size)
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:

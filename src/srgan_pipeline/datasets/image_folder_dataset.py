@@ -3,6 +3,8 @@
 ``PartitionedDataset`` refuses versioning, but evaluation pictures must stay per run, so that an
 older run's figures can be loaded beside a newer one's (``--load-versions`` or
 ``catalog.load``). Each save writes ``<filepath>/<version>/<name>/<key>.png``.
+
+kedro-viz previews the loaded version (the latest by default) as one small contact sheet.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ import fsspec
 import numpy as np
 from kedro.io.core import (
     AbstractVersionedDataset,
+    DatasetError,
     Version,
     get_filepath_str,
     get_protocol_and_path,
 )
+from PIL import Image
 
-from srgan_pipeline.datasets.image_dataset import RGBImageDataset
+from srgan_pipeline.datasets.image_dataset import (
+    PREVIEW_MAX_SIZE,
+    ImagePreview,
+    RGBImageDataset,
+    image_preview,
+)
+
+_SHEET_GAP = 4  # px of white between the images of a contact sheet
 
 
 class VersionedImageFolderDataset(
@@ -70,6 +81,32 @@ class VersionedImageFolderDataset(
             for path in self._fs.glob(f"{folder}/**/*.png")
         )
         return {key: self._image(folder, key).load for key in keys}
+
+    def preview(self, max_size: int = PREVIEW_MAX_SIZE, max_images: int = 4) -> ImagePreview:
+        """The first ``max_images`` images (by key) stacked top to bottom, for kedro-viz.
+
+        Each image is shrunk to fit ``max_size`` px before the next is read, so a preview holds
+        one full-size image in memory at a time; the sheet is then shrunk to fit ``max_size``.
+        """
+        if max_size < 1 or max_images < 1:
+            raise ValueError(f"max_size and max_images must be at least 1, got {max_size} and "
+                             f"{max_images}")
+        loaders = list(self.load().values())[:max_images]
+        if not loaders:
+            raise DatasetError(f"{self} holds no images to preview")
+        thumbnails = []
+        for load in loaders:
+            thumbnail = Image.fromarray(load())
+            thumbnail.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+            thumbnails.append(thumbnail)
+        width = max(thumbnail.width for thumbnail in thumbnails)
+        height = sum(thumbnail.height for thumbnail in thumbnails)
+        sheet = Image.new("RGB", (width, height + _SHEET_GAP * (len(thumbnails) - 1)), "white")
+        top = 0
+        for thumbnail in thumbnails:
+            sheet.paste(thumbnail, (0, top))
+            top += thumbnail.height + _SHEET_GAP
+        return image_preview(sheet, max_size)
 
     def _exists(self) -> bool:
         try:

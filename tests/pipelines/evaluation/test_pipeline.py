@@ -100,6 +100,6 @@ def test_upscale_keeps_names_skips_a_corrupt_file_and_handles_alpha(quickstart, 
 def test_bicubic_alone_needs_no_checkpoint(tmp_path, monkeypatch):
     kedro_project(tmp_path, monkeypatch)
     stdout = kedro_run(tmp_path, "--pipelines=data_prep,evaluation",
-                       "--params=evaluation.models=[bicubic]")
+                       "--params=evaluation.models=bicubic")
     assert "| skimage_heldout | bicubic |" in stdout
     assert not (tmp_path / "data" / "06_models" / "generator_gan.pt").exists()

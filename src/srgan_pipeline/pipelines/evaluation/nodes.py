@@ -86,6 +86,10 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
 
 
 def _selected_models(models: Any) -> list[str]:
+    # kedro run --params splits on commas, so the command line gives several as one string:
+    # --params="evaluation.models=bicubic srresnet"
+    if isinstance(models, str):
+        models = models.split()
     if not models or not isinstance(models, list | tuple) or set(models) - set(MODELS):
         raise ValueError(f"evaluation.models must be a non-empty list drawn from {list(MODELS)}, "
                          f"got {models!r}")

@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from srgan_pipeline.evaluation import comparison_figure, group_pairs, summary_table
+from srgan_pipeline.pipelines.evaluation.nodes import _figure_images, _selected_models
+
+
+def test_models_come_as_a_list_or_one_space_separated_string():
+    assert _selected_models(["bicubic", "srgan"]) == ["bicubic", "srgan"]
+    assert _selected_models("bicubic srresnet") == ["bicubic", "srresnet"]
+    for bad in ([], "bicubic esrgan", None):
+        with pytest.raises(ValueError, match="evaluation.models"):
+            _selected_models(bad)
+
+
+def test_figure_images_named_per_set_or_the_first_few():
+    names = ["img_001", "img_002", "img_003"]
+    assert _figure_images({"default_count": 2}, "urban100", names) == ["img_001", "img_002"]
+    assert _figure_images({"images": {"urban100": ["img_003"]}}, "urban100", names) == ["img_003"]
+    with pytest.raises(ValueError, match=r"evaluation.figures.images.urban100.*img_404"):
+        _figure_images({"images": {"urban100": ["img_404"]}}, "urban100", names)
+
+
+def test_pairs_group_by_set_and_a_missing_lr_is_an_error():
+    pairs = {"a/HR/x": 1, "a/LR_x4/x": 2, "b/HR/y": 3, "b/LR_x4/y": 4}
+    assert group_pairs(pairs, 4) == {"a": {"x": (2, 1)}, "b": {"y": (4, 3)}}
+    with pytest.raises(KeyError, match="re-run data_prep"):
+        group_pairs({"a/HR/x": 1}, 4)
+
+
+def test_summary_gain_is_relative_to_bicubic_of_the_same_set():
+    per_image = pd.DataFrame([
+        {"set": "s", "image": i, "model": m, "psnr_y": p, "ssim_y": 0.5, "psnr_rgb": p - 1}
+        for i, (m, p) in enumerate([("bicubic", 20.0), ("bicubic", 22.0), ("srgan", 23.0),
+                                    ("srgan", 25.0)])
+    ])
+    summary = summary_table(per_image).set_index("model")
+    assert summary.loc["bicubic", "psnr_y"] == 21.0
+    assert summary.loc["srgan", "psnr_y_vs_bicubic"] == 3.0
+    assert summary.loc["srgan", "images"] == 2
+
+
+def test_comparison_figure_puts_five_equal_panels_side_by_side():
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    panels = {"LR": hr[::4, ::4], "bicubic": hr, "srresnet": hr, "srgan": hr, "HR": hr}
+    figure = comparison_figure(panels, scale=4, crop=32, zoom=2)
+    assert figure.shape == (32 * 2 + 14, 5 * 64 + 4 * 4, 3)
