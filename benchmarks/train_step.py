@@ -34,7 +34,8 @@ from PIL import Image
 
 from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator, VGGPerceptualLoss, hr_to_unit
-from srgan_pipeline.training import PatchDataset, TrainConfig, make_loader, pretrain
+from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.training import TrainConfig, pretrain
 
 
 class Stamps:

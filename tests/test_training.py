@@ -11,13 +11,12 @@ import torch
 
 from srgan_pipeline import training
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
+from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
     NonFiniteLossError,
-    PatchDataset,
     TrainConfig,
     build_generator,
     load_generator_state,
-    make_loader,
     pick_device,
     pretrain,
     train_adversarial,

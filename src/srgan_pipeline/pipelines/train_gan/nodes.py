@@ -18,11 +18,10 @@ import torch
 from srgan_pipeline import tracking
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
+from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
-    PatchDataset,
     TrainConfig,
     build_generator,
-    make_loader,
     pick_device,
     pretrain,
     train_adversarial,

@@ -1,0 +1,154 @@
+"""Training data: random aligned LR/HR patches cut from the data_prep tiles.
+
+Reproducibility: the stream of patches is a pure function of (seed, sample number), see
+`_SampleSeeds`, so it does not depend on the number of DataLoader workers, and a resumed run
+continues with exactly the batches the killed one would have seen next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class PatchDataset(Dataset):
+    """Random aligned LR/HR patch pairs cut from equally keyed tiles.
+
+    `hr_tiles` / `lr_tiles` map a key to a callable returning an HxWx3 uint8 array (what
+    Kedro's PartitionedDataset hands over); the LR tile is the HR tile downscaled by `scale`
+    and aligned with it, so LR pixel (y, x) covers HR pixels (y*scale.., x*scale..).
+    `patch_size` is the HR patch side and must be a multiple of `scale`.
+
+    `dataset[i]` loads tile i (in sorted key order), takes a random LR crop of side
+    patch_size // scale at (y, x) and the HR crop at (y*scale, x*scale), then (augment=True)
+    the same random horizontal flip, vertical flip and 90-degree rotation on both. Returns
+    (lr, hr), float32 CHW tensors in [0, 1].
+
+    The randomness of one call comes from a numpy Generator seeded per call: from torch's
+    RNG for an int index (DataLoader seeds torch per worker, so workers never repeat each
+    other, unlike numpy's global RNG), or from the seed in an (index, seed) pair, which is
+    what `make_loader`'s sampler passes so the stream is independent of worker scheduling.
+    """
+
+    def __init__(
+        self,
+        hr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        lr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        patch_size: int,
+        scale: int,
+        augment: bool = True,
+    ):
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive int; got {scale!r}")
+        if not isinstance(patch_size, int) or patch_size <= 0 or patch_size % scale:
+            raise ValueError(
+                f"patch_size must be a positive multiple of the scale ({scale}); got {patch_size!r}"
+            )
+        only_hr, only_lr = (
+            sorted(set(hr_tiles) - set(lr_tiles)),
+            sorted(set(lr_tiles) - set(hr_tiles)),
+        )
+        if only_hr or only_lr:
+            raise ValueError(
+                "hr_tiles and lr_tiles must have the same keys; "
+                f"only in hr_tiles: {only_hr[:5]}{' ...' if len(only_hr) > 5 else ''}, "
+                f"only in lr_tiles: {only_lr[:5]}{' ...' if len(only_lr) > 5 else ''}"
+            )
+        if not hr_tiles:
+            raise ValueError("PatchDataset needs at least one tile; hr_tiles is empty")
+        self.keys = sorted(hr_tiles)  # sorted: the index -> tile mapping must not vary by run
+        self.hr_tiles, self.lr_tiles = dict(hr_tiles), dict(lr_tiles)
+        self.patch_size, self.scale, self.augment = patch_size, scale, augment
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(index, tuple):
+            index, seed = index
+        else:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        rng = np.random.default_rng(seed)
+        key, s = self.keys[index], self.scale
+        hr, lr = np.asarray(self.hr_tiles[key]()), np.asarray(self.lr_tiles[key]())
+        for name, a in (("HR", hr), ("LR", lr)):
+            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                raise ValueError(
+                    f"tile {key!r}: {name} tile must be an HxWx3 uint8 array; "
+                    f"got shape {a.shape}, dtype {a.dtype}"
+                )
+        if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
+            raise ValueError(
+                f"tile {key!r}: LR tile {lr.shape[:2]} must be the HR tile {hr.shape[:2]} "
+                f"divided by scale {s} exactly"
+            )
+        p = self.patch_size // s
+        if lr.shape[0] < p or lr.shape[1] < p:
+            raise ValueError(
+                f"tile {key!r} is {hr.shape[0]}x{hr.shape[1]} px (HR), smaller than "
+                f"patch_size={self.patch_size}"
+            )
+        y, x = int(rng.integers(lr.shape[0] - p + 1)), int(rng.integers(lr.shape[1] - p + 1))
+        lr, hr = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
+        if self.augment:
+            hflip, vflip, rot = rng.integers(2, size=3)
+            if hflip:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if vflip:
+                lr, hr = lr[::-1], hr[::-1]
+            if rot:  # with the flips, this reaches all 8 symmetries of the square
+                lr, hr = np.rot90(lr), np.rot90(hr)
+        return _to_tensor(lr), _to_tensor(hr)
+
+
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255)
+
+
+class _SampleSeeds(Sampler):
+    """Endless (tile index, crop seed) pairs; sample k depends only on (seed, k).
+
+    Drawing tiles with replacement forever means no epochs to manage, and because each
+    pair comes from its own seed, `start` can jump to any sample without replaying the
+    ones before it: that is what makes resumption continue the same data stream.
+    """
+
+    def __init__(self, num_tiles: int, seed: int, start: int = 0):
+        self.num_tiles, self.seed, self.start = num_tiles, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        k = self.start
+        while True:
+            rng = np.random.default_rng([self.seed, k])
+            yield int(rng.integers(self.num_tiles)), int(rng.integers(2**63))
+            k += 1
+
+
+def make_loader(
+    dataset: PatchDataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    device: torch.device,
+    start_batch: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless iterator of (lr, hr) batches for the training loops.
+
+    `start_batch`: batches already consumed, for a resumed run: pass the checkpoint's
+    `state["batches"]` when resuming the same phase (0 otherwise).
+    """
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=_SampleSeeds(len(dataset), seed, start_batch * batch_size),
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",  # pinned host memory -> asynchronous copies
+        persistent_workers=num_workers > 0,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),  # fixes the workers' torch seeds
+    )
+    return iter(loader)
