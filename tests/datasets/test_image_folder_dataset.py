@@ -26,3 +26,11 @@ def test_each_save_is_a_version_and_old_ones_stay_loadable(tmp_path):
 def test_exists_only_after_a_save(tmp_path):
     dataset = VersionedImageFolderDataset(filepath=str(tmp_path / "x"), version=Version(None, None))
     assert not dataset.exists()
+
+
+def test_a_relative_filepath_loads_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    version = "2026-01-01T00.00.00.000Z"
+    VersionedImageFolderDataset(filepath="figs", version=Version(None, version)).save(images(5))
+    loaded = VersionedImageFolderDataset(filepath="figs", version=Version(None, None)).load()
+    assert sorted(loaded) == ["set5/baby", "urban100/img_001"]

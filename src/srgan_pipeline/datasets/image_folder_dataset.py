@@ -9,6 +9,7 @@ kedro-viz previews the loaded version (the latest by default) as one small conta
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -77,7 +78,8 @@ class VersionedImageFolderDataset(
     def load(self) -> dict[str, Callable[[], np.ndarray]]:
         folder = get_filepath_str(self._get_load_path(), self._protocol)
         keys = sorted(
-            PurePosixPath(path).relative_to(folder).with_suffix("").as_posix()
+            # relpath: glob returns absolute paths even when filepath is relative
+            PurePosixPath(posixpath.relpath(path, folder)).with_suffix("").as_posix()
             for path in self._fs.glob(f"{folder}/**/*.png")
         )
         return {key: self._image(folder, key).load for key in keys}
