@@ -1,10 +1,12 @@
 """Project settings: https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
-from kedro.config import OmegaConfigLoader  # noqa: F401
+import os
 
-# Telemetry is also refused by the committed `.telemetry` file (consent: false); disabling the
-# plugin's hooks means a run never even tries to phone home.
+# No run reaches the network except the download nodes. Kedro's telemetry is refused by the
+# committed `.telemetry` file (consent: false) and its plugin's hooks are disabled; MLflow 3
+# has usage telemetry of its own, off unless a user explicitly turns it back on.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,38 +1,27 @@
-"""train_gan through Kedro's session on the quickstart data, with tiny models."""
-
-import subprocess
+"""train_gan on the quickstart data with tiny models, run as a user runs it (`kedro run`)."""
 
 import mlflow
 import pytest
 import torch
-from conftest import kedro_project
-from kedro.framework.session import KedroSession
+from conftest import kedro_project, kedro_run
 
-TINY = {
-    "train_gan": {
-        "num_workers": 0,
-        "generator": {"channels": 8, "num_blocks": 1},
-        "critic": {"base_channels": 8},
-        "pretrain": {"iterations": 6, "batch_size": 2, "log_every": 2, "checkpoint_every": 3},
-        "adversarial": {"iterations": 2, "batch_size": 2, "n_critic": 2, "log_every": 1,
-                        "checkpoint_every": 1, "perceptual_weight": 0.1},
-    }
-}
-
-
-def run(workdir, monkeypatch, pipelines, params=TINY):
-    project = kedro_project(workdir, monkeypatch)
-    with KedroSession.create(project_path=project, env="quickstart",
-                             runtime_params=params) as session:
-        return session.run(pipeline_names=pipelines)
+TINY = ",".join([
+    "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
+    "train_gan.critic.base_channels=8",
+    "train_gan.pretrain.iterations=6", "train_gan.pretrain.batch_size=2",
+    "train_gan.pretrain.log_every=2", "train_gan.pretrain.checkpoint_every=3",
+    "train_gan.adversarial.iterations=2", "train_gan.adversarial.batch_size=2",
+    "train_gan.adversarial.n_critic=2", "train_gan.adversarial.log_every=1",
+    "train_gan.adversarial.checkpoint_every=1", "train_gan.adversarial.perceptual_weight=0.1",
+])
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("train_gan")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run(workdir, monkeypatch, ["data_prep"])
-        run(workdir, monkeypatch, ["train_gan"])
+        kedro_project(workdir, monkeypatch)
+    kedro_run(workdir, "--pipelines=data_prep,train_gan", f"--params={TINY}")
     return workdir
 
 
@@ -69,14 +58,9 @@ def test_the_mlflow_run_has_parameters_curves_tags_and_checkpoints(trained):
 
 
 def test_phase_two_alone_from_the_existing_pretrained_checkpoint(trained):
-    # The documented command, in a new process as a user runs it (kedro-mlflow's hook keeps
-    # per-process state, so a second session in this process would reuse the first's run).
-    command = ["kedro", "run", "--env=quickstart", "--pipeline=train_gan",
-               "--from-nodes=train_adversarial",
-               "--params=train_gan.num_workers=0,train_gan.adversarial.iterations=1,"
-               "train_gan.adversarial.batch_size=2,train_gan.adversarial.n_critic=1"]
-    done = subprocess.run(command, cwd=trained, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    kedro_run(trained, "--pipelines=train_gan", "--from-nodes=train_adversarial",
+              "--params=train_gan.num_workers=0,train_gan.adversarial.iterations=1,"
+              "train_gan.adversarial.batch_size=2,train_gan.adversarial.n_critic=1")
     models = trained / "data" / "06_models"
     assert len(list((models / "generator_gan.pt").iterdir())) == 2
     assert len(list((models / "generator_pretrained.pt").iterdir())) == 1  # not retrained

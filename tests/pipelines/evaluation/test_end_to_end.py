@@ -1,28 +1,13 @@
 """The quickstart end to end (data_prep, tiny train_gan, evaluation), then upscale, as a user
-runs them: `kedro run` in new processes (kedro-mlflow's hook keeps per-process state)."""
+runs them: `kedro run` in new processes."""
 
 import json
-import subprocess
 
 import mlflow
 import numpy as np
 import pytest
-from conftest import kedro_project, write_image
+from conftest import kedro_project, kedro_run, write_image
 from PIL import Image
-
-TINY = ",".join([
-    "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
-    "train_gan.critic.base_channels=8", "train_gan.pretrain.iterations=4",
-    "train_gan.pretrain.batch_size=2", "train_gan.adversarial.iterations=2",
-    "train_gan.adversarial.batch_size=2", "train_gan.adversarial.n_critic=1",
-])
-
-
-def kedro_run(workdir, *args):
-    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done.stdout
 
 
 def latest(folder, name):
@@ -30,13 +15,9 @@ def latest(folder, name):
     return path
 
 
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("end_to_end")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        kedro_project(workdir, monkeypatch)
-    stdout = kedro_run(workdir, f"--params={TINY}")
-    return workdir, stdout
+@pytest.fixture
+def quickstart(tiny_quickstart):
+    return tiny_quickstart
 
 
 def test_the_summary_table_is_printed_and_saved(quickstart):
