@@ -16,7 +16,9 @@ from srgan_pipeline.training import (
     NonFiniteLossError,
     TrainConfig,
     build_generator,
+    evaluated_weights,
     load_generator_state,
+    lr_factor,
     pick_device,
     pretrain,
     train_adversarial,
@@ -273,7 +275,8 @@ def test_checkpoint_is_plain_data(tmp_path, perceptual):
     state = rec.saved[-1]  # round-tripped with weights_only=True
     assert state["phase"] == "pretrain" and state["step"] == 2 and state["batches"] == 2
     assert state["critic"] is None and state["optimizer_c"] is None
-    assert state["config"]["betas"] == (0.9, 0.999) and state["generator_config"] == GEN
+    assert state["config"]["betas"] == (0.9, 0.999)
+    assert state["generator_config"] == {**GEN, "input_skip": False}
     assert state["perceptual_weights"] == "random"
     assert isinstance(state["rng"]["torch"], torch.Tensor)
     assert state["stopped_because"] == "iterations"
@@ -468,3 +471,45 @@ def test_adversarial_refuses_a_batchnorm_critic(perceptual):
     critic = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     with pytest.raises(ValueError, match="must not use BatchNorm"):
         train_adversarial(build_generator(GEN), critic, loader(), perceptual, cfg())
+
+
+def test_lr_factor_warms_up_then_follows_a_cosine_to_zero():
+    cosine = cfg(iterations=100, lr_schedule="cosine", warmup_steps=10)
+    assert lr_factor(cosine, 0) == pytest.approx(0.1 * 0.5 * (1 + math.cos(0)))
+    assert lr_factor(cosine, 50) == pytest.approx(0.5)
+    assert lr_factor(cosine, 100) == pytest.approx(0.0)
+    # a wall-clock budget that ends the run first drives the decay instead
+    assert lr_factor(cosine, 10, budget_used=0.5) == pytest.approx(0.5)
+    assert lr_factor(cfg(iterations=100), 50) == 1.0
+
+
+def test_ema_weights_are_saved_resumed_and_evaluated(tmp_path):
+    rec = Recorder(tmp_path)
+    final = pretrain(build_generator(GEN, seed=0), loader(), None,
+                     cfg(iterations=4, checkpoint_every=2, ema_decay=0.5, perceptual_weight=0.0),
+                     on_checkpoint=rec.on_checkpoint)
+    raw, ema = final["generator"], final["generator_ema"]
+    assert raw.keys() == ema.keys()
+    assert not torch.equal(raw["head.0.weight"], ema["head.0.weight"])
+    assert evaluated_weights(final)["generator"] is ema
+    assert evaluated_weights({**final, "generator_ema": None})["generator"] is raw
+    # resuming from step 2 reaches the same averaged weights
+    resumed = pretrain(build_generator(GEN, seed=0), loader(start_batch=2), None,
+                       cfg(iterations=4, checkpoint_every=2, ema_decay=0.5,
+                           perceptual_weight=0.0), start=rec.saved[0])
+    torch.testing.assert_close(resumed["generator_ema"]["head.0.weight"], ema["head.0.weight"])
+
+
+def test_phase_one_options_are_refused_in_phase_two(perceptual):
+    with pytest.raises(ValueError, match="phase 1 only"):
+        train_adversarial(build_generator(GEN), tiny_critic(), loader(), perceptual,
+                          cfg(iterations=1, ema_decay=0.9))
+
+
+def test_input_skip_adds_a_bicubic_upsampling_of_the_input():
+    generator = build_generator({**GEN, "input_skip": True}, seed=0).eval()
+    torch.nn.init.zeros_(generator.tail.weight)
+    torch.nn.init.zeros_(generator.tail.bias)
+    lr = torch.rand(1, 3, 8, 10)
+    expected = torch.nn.functional.interpolate(lr, scale_factor=SCALE, mode="bicubic") * 2 - 1
+    torch.testing.assert_close(generator(lr), expected)

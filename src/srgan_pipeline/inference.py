@@ -43,7 +43,7 @@ from srgan_pipeline.models.generator import (
     UpsampleBlock,
     hr_to_unit,
 )
-from srgan_pipeline.training import build_generator, load_generator_state
+from srgan_pipeline.training import build_generator, evaluated_weights, load_generator_state
 
 __all__ = [
     "DEFAULT_TILE",
@@ -188,9 +188,9 @@ def upscale(
 
 
 def generator_from_checkpoint(state: dict) -> Generator:
-    """The checkpoint's generator, rebuilt from the architecture it records, in eval mode."""
+    """The checkpoint's generator (its EMA weights when it has them), in eval mode."""
     generator = build_generator(state["generator_config"])
-    load_generator_state(generator, state)
+    load_generator_state(generator, evaluated_weights(state))
     return generator.eval()
 
 

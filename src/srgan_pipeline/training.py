@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from srgan_pipeline.losses import (
@@ -102,6 +103,11 @@ class TrainConfig:
     channels_last: bool = True
     amp_bf16: bool = False  # CUDA only; ignored with a warning elsewhere
     max_minutes: float | None = None  # wall-clock budget of one invocation
+    # Phase 1 only: "cosine" decays the lr to 0 over the run (iterations, or max_minutes when
+    # that ends the run first), after `warmup_steps` of linear warm-up.
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    ema_decay: float | None = None  # phase 1 only: evaluate an EMA of the weights (e.g. 0.999)
 
     def __post_init__(self):
         for name, value in _checked(asdict(self), "TrainConfig").items():
@@ -155,6 +161,15 @@ def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
         out[name] = (float(v[0]), float(v[1]))
     if values["pixel_loss"] not in ("mse", "l1"):
         fail("pixel_loss", "'mse' or 'l1'")
+    if values["lr_schedule"] not in ("constant", "cosine"):
+        fail("lr_schedule", "'constant' or 'cosine'")
+    if not (isinstance(values["warmup_steps"], int) and not isinstance(values["warmup_steps"], bool)
+            and values["warmup_steps"] >= 0):
+        fail("warmup_steps", "an integer >= 0")
+    if values["ema_decay"] is not None:
+        if not (number(values["ema_decay"]) and 0 < values["ema_decay"] < 1):
+            fail("ema_decay", "null (no averaging) or a number in (0, 1)")
+        out["ema_decay"] = float(values["ema_decay"])
     for name in ("channels_last", "amp_bf16"):
         if not isinstance(values[name], bool):
             fail(name, "true or false")
@@ -169,17 +184,18 @@ def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def describe_generator(generator: Generator) -> dict[str, int]:
-    """The architecture fields that decide the generator's state-dict shapes."""
+    """The architecture fields that decide the generator's weights and what they compute."""
     return {
         "scale": generator.scale,
         "channels": generator.head[0].out_channels,
         "num_blocks": len(generator.blocks),
+        "input_skip": generator.input_skip,
     }
 
 
 def build_generator(generator_config: Mapping[str, Any], seed: int | None = None) -> Generator:
     """Generator(**generator_config); `seed` makes the initial weights repeatable."""
-    valid = ("scale", "channels", "num_blocks", "residual_init_scale")
+    valid = ("scale", "channels", "num_blocks", "residual_init_scale", "input_skip")
     unknown = sorted(set(generator_config) - set(valid))
     if unknown:
         raise ValueError(f"unknown generator_config field(s) {unknown}; valid: {list(valid)}")
@@ -411,6 +427,11 @@ class _Meter:
         self.sums, self.counts = {}, {}
         self.window_t0, self.wait, self.window_steps = now, 0.0, 0
 
+    def budget_used(self) -> float:
+        """Fraction of max_minutes spent by this invocation (0 without a budget)."""
+        limit = self.cfg.max_minutes
+        return 0.0 if limit is None else (_now() - self.run_t0) / (limit * 60)
+
     def out_of_time(self) -> bool:
         limit = self.cfg.max_minutes
         return limit is not None and _now() - self.run_t0 > limit * 60
@@ -459,14 +480,22 @@ def pretrain(
     elapsed = 0.0
     if start is not None and start["phase"] != "pretrain":
         raise ValueError(f"pretrain cannot resume a {start['phase']!r} state")
+    ema = _ema_of(generator, cfg)
     if _begin("pretrain", cfg, start):
         load_generator_state(generator, start)
         _restore_optimizer(opt, start["optimizer_g"], cfg.lr, cfg.betas)
         step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]
+        if ema is not None and start.get("generator_ema") is not None:
+            ema.module.load_state_dict(start["generator_ema"])
+            ema.n_averaged.fill_(step)
 
     def state(stopped_because):
         counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
-        return _make_state("pretrain", cfg, counters, generator, opt, perceptual, stopped_because)
+        snapshot = _make_state("pretrain", cfg, counters, generator, opt, perceptual,
+                               stopped_because)
+        snapshot["generator_ema"] = (_to_cpu_copy(ema.module.state_dict())
+                                     if ema is not None else None)
+        return snapshot
 
     meter = _Meter("pretrain", cfg, step, elapsed, on_log)
     saved_at, stopped_because = step, "iterations"
@@ -487,7 +516,11 @@ def pretrain(
         values = _finite_values(losses, step + 1)  # before the update: weights stay good
         opt.zero_grad(set_to_none=True)
         total.backward()
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, step, meter.budget_used())
         opt.step()
+        if ema is not None:
+            ema.update_parameters(generator)
         step += 1
         meter.add(values)
         meter.step_done(step)
@@ -502,6 +535,38 @@ def pretrain(
     return _finish(
         meter, step, saved_at, state(stopped_because), on_checkpoint, {"generator": generator}
     )
+
+
+def lr_factor(cfg: TrainConfig, step: int, budget_used: float = 0.0) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up, then constant or cosine to 0.
+
+    The cosine follows whichever ends the run first, the iteration count or the wall-clock
+    budget (`budget_used` = fraction of max_minutes spent), so a time-boxed run still anneals.
+    """
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant":
+        return warm
+    progress = min(1.0, max(step / cfg.iterations, budget_used))
+    return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _ema_of(generator: Generator, cfg: TrainConfig) -> AveragedModel | None:
+    """An exponential moving average of the generator (torch.optim.swa_utils), or None.
+
+    BatchNorm running statistics are averaged too (use_buffers), so the averaged copy can be
+    evaluated as it is.
+    """
+    if cfg.ema_decay is None:
+        return None
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                         use_buffers=True)
+
+
+def evaluated_weights(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint with the weights to evaluate or continue from: the EMA when it has one."""
+    if state.get("generator_ema") is not None:
+        return {**state, "generator": state["generator_ema"]}
+    return dict(state)
 
 
 def _finish(meter, step, saved_at, final, on_checkpoint, models) -> dict[str, Any]:
@@ -537,6 +602,9 @@ def train_adversarial(
     0) or an "adversarial" state to resume. Returns the final state (as checkpointed).
     """
     assert_no_batchnorm(critic)  # per-sample gradient penalty: see models/critic.py
+    if cfg.lr_schedule != "constant" or cfg.warmup_steps or cfg.ema_decay is not None:
+        raise ValueError("lr_schedule, warmup_steps and ema_decay apply to phase 1 only "
+                         "(train_gan.pretrain); leave them unset for train_gan.adversarial")
     device = _device_of(generator)
     use_vgg = _use_vgg(cfg, perceptual)
     autocast = _prepare(cfg, device, generator, critic, perceptual if use_vgg else None)
@@ -555,7 +623,7 @@ def train_adversarial(
         _restore_optimizer(opt_c, start["optimizer_c"], cfg.critic_lr, cfg.critic_betas)
         step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]
     elif start is not None:  # a pretrained generator to start the GAN phase from
-        load_generator_state(generator, start)
+        load_generator_state(generator, evaluated_weights(start))
 
     def state(stopped_because):
         counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
