@@ -51,7 +51,12 @@ def evaluate_models(
 
     rows: list[dict[str, Any]] = []
     samples, figures = {}, {}
+    limit = evaluation.get("images_per_set")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"evaluation.images_per_set must be null (all) or an integer >= 1, "
+                         f"got {limit!r}")
     for eval_set, images in group_pairs(eval_pairs, scale).items():
+        images = dict(list(images.items())[:limit])  # the first N by name: quick screening
         chosen = _figure_images(evaluation.get("figures", {}), eval_set, list(images))
         set_rows, kept = score_images(images, upscalers, crop, keep=chosen)
         rows += [{"set": eval_set, **row} for row in set_rows]
