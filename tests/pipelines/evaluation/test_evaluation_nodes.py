@@ -47,3 +47,19 @@ def test_comparison_figure_puts_five_equal_panels_side_by_side():
     panels = {"LR": hr[::4, ::4], "bicubic": hr, "srresnet": hr, "srgan": hr, "HR": hr}
     figure = comparison_figure(panels, scale=4, crop=32, zoom=2)
     assert figure.shape == (32 * 2 + 14, 5 * 64 + 4 * 4, 3)
+
+
+def test_images_per_set_scores_the_first_n_by_name():
+    from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
+
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for name in ("c", "a", "b"):
+        hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        pairs[f"s/HR/{name}"] = lambda hr=hr: hr
+        pairs[f"s/LR_x4/{name}"] = lambda hr=hr: hr[::4, ::4]
+    params = {"models": ["bicubic"], "images_per_set": 2, "figures": {"default_count": 0}}
+    per_image, _, _ = evaluate_models(pairs, None, None, 4, params)
+    assert list(per_image.image) == ["a", "b"]
+    with pytest.raises(ValueError, match="evaluation.images_per_set"):
+        evaluate_models(pairs, None, None, 4, {**params, "images_per_set": 0})
