@@ -27,6 +27,11 @@ class PatchDataset(Dataset):
     the same random horizontal flip, vertical flip and 90-degree rotation on both. Returns
     (lr, hr), float32 CHW tensors in [0, 1].
 
+    `cache=True` keeps each decoded tile pair in memory after its first use (about 0.7 MB
+    per 480 px HR tile with its LR): worth it when the tiles fit in RAM, since decoding two
+    PNGs per sample otherwise costs as much as a bf16 training step on 2 CPU cores. Each
+    DataLoader worker holds its own cache.
+
     The randomness of one call comes from a numpy Generator seeded per call: from torch's
     RNG for an int index (DataLoader seeds torch per worker, so workers never repeat each
     other, unlike numpy's global RNG), or from the seed in an (index, seed) pair, which is
@@ -40,6 +45,7 @@ class PatchDataset(Dataset):
         patch_size: int,
         scale: int,
         augment: bool = True,
+        cache: bool = False,
     ):
         if not isinstance(scale, int) or scale < 1:
             raise ValueError(f"scale must be a positive int; got {scale!r}")
@@ -62,6 +68,7 @@ class PatchDataset(Dataset):
         self.keys = sorted(hr_tiles)  # sorted: the index -> tile mapping must not vary by run
         self.hr_tiles, self.lr_tiles = dict(hr_tiles), dict(lr_tiles)
         self.patch_size, self.scale, self.augment = patch_size, scale, augment
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -73,18 +80,7 @@ class PatchDataset(Dataset):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = np.random.default_rng(seed)
         key, s = self.keys[index], self.scale
-        hr, lr = np.asarray(self.hr_tiles[key]()), np.asarray(self.lr_tiles[key]())
-        for name, a in (("HR", hr), ("LR", lr)):
-            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-                raise ValueError(
-                    f"tile {key!r}: {name} tile must be an HxWx3 uint8 array; "
-                    f"got shape {a.shape}, dtype {a.dtype}"
-                )
-        if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
-            raise ValueError(
-                f"tile {key!r}: LR tile {lr.shape[:2]} must be the HR tile {hr.shape[:2]} "
-                f"divided by scale {s} exactly"
-            )
+        hr, lr = self._tiles(key)
         p = self.patch_size // s
         if lr.shape[0] < p or lr.shape[1] < p:
             raise ValueError(
@@ -102,6 +98,27 @@ class PatchDataset(Dataset):
             if rot:  # with the flips, this reaches all 8 symmetries of the square
                 lr, hr = np.rot90(lr), np.rot90(hr)
         return _to_tensor(lr), _to_tensor(hr)
+
+    def _tiles(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The checked (HR, LR) arrays of tile `key`, from the cache when it has them."""
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        s = self.scale
+        hr, lr = np.asarray(self.hr_tiles[key]()), np.asarray(self.lr_tiles[key]())
+        for name, a in (("HR", hr), ("LR", lr)):
+            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                raise ValueError(
+                    f"tile {key!r}: {name} tile must be an HxWx3 uint8 array; "
+                    f"got shape {a.shape}, dtype {a.dtype}"
+                )
+        if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
+            raise ValueError(
+                f"tile {key!r}: LR tile {lr.shape[:2]} must be the HR tile {hr.shape[:2]} "
+                f"divided by scale {s} exactly"
+            )
+        if self.cache is not None:
+            self.cache[key] = (hr, lr)
+        return hr, lr
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """train_gan on the quickstart data with tiny models, run as a user runs it (`kedro run`)."""
 
+import re
+
 import mlflow
 import pytest
 import torch
-from conftest import kedro_project, kedro_run
+import yaml
+from conftest import PROJECT_ROOT, kedro_project, kedro_run
 
 TINY = ",".join([
     "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
@@ -64,3 +67,17 @@ def test_phase_two_alone_from_the_existing_pretrained_checkpoint(trained):
     models = trained / "data" / "06_models"
     assert len(list((models / "generator_gan.pt").iterdir())) == 2
     assert len(list((models / "generator_pretrained.pt").iterdir())) == 1  # not retrained
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("num_workers", -1, "train_gan.num_workers must be an integer >= 0"),
+    ("cache_tiles", "yes", "train_gan.cache_tiles must be true or false"),
+    ("tile_cache", True, "unknown ['tile_cache']"),
+])
+def test_settings_are_validated_with_their_names(name, value, expected):
+    from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator
+
+    settings = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_train_gan.yml").read_text())
+    settings = settings["train_gan"] | {name: value}
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        pretrain_generator({}, {}, 4, settings)

@@ -30,8 +30,8 @@ from srgan_pipeline.training import (
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[], np.ndarray]
-SETTINGS = ("device", "num_workers", "resume", "checkpoint_dir", "generator", "critic",
-            "perceptual", "pretrain", "adversarial")
+SETTINGS = ("device", "num_workers", "cache_tiles", "resume", "checkpoint_dir", "generator",
+            "critic", "perceptual", "pretrain", "adversarial")
 
 
 def pretrain_generator(
@@ -93,6 +93,9 @@ def _check_settings(train_gan: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(train_gan["num_workers"], int) or train_gan["num_workers"] < 0:
         raise ValueError(f"train_gan.num_workers must be an integer >= 0, "
                          f"got {train_gan['num_workers']!r}")
+    if not isinstance(train_gan["cache_tiles"], bool):
+        raise ValueError(f"train_gan.cache_tiles must be true or false (keep decoded tiles in "
+                         f"memory), got {train_gan['cache_tiles']!r}")
     return train_gan
 
 
@@ -102,7 +105,8 @@ def _perceptual_loss(settings: dict[str, Any], device: torch.device) -> VGGPerce
 
 
 def _batches(hr_tiles, lr_tiles, scale, cfg, settings, device, start):
-    dataset = PatchDataset(hr_tiles, lr_tiles, patch_size=cfg.patch_size, scale=scale)
+    dataset = PatchDataset(hr_tiles, lr_tiles, patch_size=cfg.patch_size, scale=scale,
+                           cache=settings["cache_tiles"])
     return make_loader(dataset, cfg.batch_size, settings["num_workers"], cfg.seed, device,
                        start_batch=start["batches"] if start else 0)
 
