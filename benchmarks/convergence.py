@@ -9,6 +9,7 @@ session loses at most the run in progress. data_prep runs once per work folder.
 
     python benchmarks/convergence.py --minutes 3 --images 20 --variants default init0.1
     python benchmarks/convergence.py --minutes 15 --images 100 --seeds 0 1 --variants init0.1
+    python benchmarks/convergence.py --report     # the CSV as Markdown tables, seeds averaged
 
 Runs happen in a scratch copy of the project (--workdir), not in the project's data/.
 Needs ../shared/datasets (SunHays80 and Urban100). Not a test: it takes minutes per variant.
@@ -59,6 +60,9 @@ VARIANTS = {
     "bf16_init0.1_b8_p128": [f"{P}.amp_bf16=true", f"{G}.residual_init_scale=0.1",
                              f"{P}.batch_size=8", f"{P}.patch_size=128"],
     "bf16_input_skip": [f"{P}.amp_bf16=true", f"{G}.input_skip=true"],
+    "bf16_init0.1_b32_p64_cosine": [f"{P}.amp_bf16=true", f"{G}.residual_init_scale=0.1",
+                                    f"{P}.batch_size=32", f"{P}.patch_size=64",
+                                    f"{P}.lr_schedule=cosine", f"{P}.warmup_steps=50"],
 }
 FIELDS = ["variant", "seed", "minutes", "images", "steps", "stopped_because", "psnr_y", "ssim_y",
           "bicubic_psnr_y", "bicubic_ssim_y", "gain_db", "psnr_y_first20", "bicubic_first20",
@@ -127,6 +131,21 @@ def run_variant(workdir: Path, variant: str, seed: int, minutes: float, images: 
     }
 
 
+def report(results: Path) -> None:
+    """One Markdown table per (budget, images scored): each variant's mean over its seeds."""
+    rows = pd.read_csv(results)
+    for (minutes, images), runs in rows.groupby(["minutes", "images"], sort=True):
+        bicubic = runs["bicubic_psnr_y"].iloc[0]
+        print(f"\n{minutes:g} minutes, {images} Urban100 images (bicubic {bicubic:.2f} dB)\n")
+        print("| variant | seeds | steps | Y-PSNR (dB) | SSIM | vs bicubic | per seed |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+        for variant, group in runs.groupby("variant", sort=False):
+            gains = ", ".join(f"{g:+.2f}" for g in group["gain_db"])
+            print(f"| {variant} | {', '.join(map(str, group['seed']))} "
+                  f"| {group['steps'].mean():.0f} | {group['psnr_y'].mean():.2f} "
+                  f"| {group['ssim_y'].mean():.3f} | {group['gain_db'].mean():+.2f} | {gains} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -136,7 +155,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/srgan_convergence/project"))
     parser.add_argument("--results", type=Path,
                         default=PROJECT / "benchmarks" / "results" / "convergence.csv")
+    parser.add_argument("--report", action="store_true",
+                        help="print the results file as tables and exit")
     args = parser.parse_args()
+    if args.report:
+        return report(args.results)
     for needed in ("SunHays80/HR", "Urban100/HR"):
         if not (SHARED / needed).is_dir():
             raise SystemExit(f"{SHARED / needed} is absent: this benchmark needs it")

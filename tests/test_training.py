@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.optim.swa_utils import update_bn
 
 from srgan_pipeline import training
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
@@ -519,6 +520,19 @@ def test_ema_weights_are_saved_resumed_and_evaluated(tmp_path):
                        cfg(iterations=4, checkpoint_every=2, ema_decay=0.5,
                            perceptual_weight=0.0), start=rec.saved[0])
     torch.testing.assert_close(resumed["generator_ema"]["head.0.weight"], ema["head.0.weight"])
+
+
+def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
+    final = pretrain(build_generator(GEN, seed=0), loader(), None,
+                     cfg(iterations=4, ema_decay=0.5, perceptual_weight=0.0))
+    averaged = build_generator(GEN)
+    averaged.load_state_dict(final["generator_ema"])
+    inputs = [lr for lr, _ in itertools.islice(loader(), 4)]  # the 4 batches trained on
+    update_bn(inputs, averaged)
+    for name in ("blocks.0.bn1.running_mean", "blocks.0.bn2.running_var",
+                 "body_tail.1.running_mean"):
+        torch.testing.assert_close(averaged.state_dict()[name], final["generator_ema"][name])
+        assert not torch.allclose(final["generator"][name], final["generator_ema"][name])
 
 
 def test_phase_one_options_are_refused_in_phase_two(perceptual):
