@@ -63,6 +63,15 @@ VARIANTS = {
     "bf16_init0.1_b32_p64_cosine": [f"{P}.amp_bf16=true", f"{G}.residual_init_scale=0.1",
                                     f"{P}.batch_size=32", f"{P}.patch_size=64",
                                     f"{P}.lr_schedule=cosine", f"{P}.warmup_steps=50"],
+    # EMA with BatchNorm statistics recomputed for the averaged weights (the init0.1_ema rows
+    # above predate that and averaged the statistics too); 0.999: a ~1000-step window.
+    "bf16_init0.1_b32_p64_cosine_ema": [f"{P}.amp_bf16=true", f"{G}.residual_init_scale=0.1",
+                                        f"{P}.batch_size=32", f"{P}.patch_size=64",
+                                        f"{P}.lr_schedule=cosine", f"{P}.warmup_steps=50",
+                                        f"{P}.ema_decay=0.999"],
+    "bf16_init0.1_b32_p64_input_skip": [f"{P}.amp_bf16=true", f"{G}.residual_init_scale=0.1",
+                                        f"{P}.batch_size=32", f"{P}.patch_size=64",
+                                        f"{G}.input_skip=true"],
 }
 FIELDS = ["variant", "seed", "minutes", "images", "steps", "stopped_because", "psnr_y", "ssim_y",
           "bicubic_psnr_y", "bicubic_ssim_y", "gain_db", "psnr_y_first20", "bicubic_first20",
