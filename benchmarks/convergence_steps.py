@@ -14,6 +14,7 @@ from the source tree:
         --train ../shared/datasets/SunHays80/HR --eval-hr ../shared/datasets/Urban100/HR \\
         --eval-lr ../shared/datasets/Urban100/LR_bicubic_X4 --images 20 --steps 2900 \\
         --seeds 0 1 --variants recipe init_default l1 constant_lr
+    python benchmarks/convergence_steps.py --report   # the results file as a Markdown table
 
 Training pairs are whole images with their MATLAB-bicubic x4 LR (random crops, as the
 pipeline's tiles give); scores are Y-PSNR with a 4-pixel crop, as the evaluation pipeline.
@@ -60,11 +61,27 @@ def score(generator, pairs) -> float:
     return float(np.mean([psnr_y(upscale(generator, lr), hr) for hr, lr in pairs]))
 
 
+def report(results: Path) -> None:
+    """Each (variant, steps, device): mean over seeds, raw and EMA weights, per-seed gains."""
+    import pandas as pd  # only here: training needs no pandas
+
+    rows = pd.read_csv(results)
+    print("| variant | steps | device | seeds | Y-PSNR raw | vs bicubic | per seed "
+          "| Y-PSNR EMA | vs bicubic |")
+    print("| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: |")
+    for (variant, steps, device), g in rows.groupby(["variant", "steps", "device"], sort=False):
+        print(f"| {variant} | {steps} | {device} | {', '.join(map(str, g['seed']))} "
+              f"| {g['psnr_y'].mean():.2f} | {g['gain_db'].mean():+.2f} "
+              f"| {', '.join(f'{x:+.2f}' for x in g['gain_db'])} "
+              f"| {g['psnr_y_ema'].mean():.2f} | {g['gain_ema_db'].mean():+.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", type=Path, required=True, help="folder of HR photographs")
-    parser.add_argument("--eval-hr", type=Path, required=True)
-    parser.add_argument("--eval-lr", type=Path, required=True, help="x4 LR of --eval-hr")
+    parser.add_argument("--report", action="store_true", help="print the results and exit")
+    parser.add_argument("--train", type=Path, help="folder of HR photographs")
+    parser.add_argument("--eval-hr", type=Path)
+    parser.add_argument("--eval-lr", type=Path, help="x4 LR of --eval-hr")
     parser.add_argument("--images", type=int, default=20, help="evaluation images (sorted)")
     parser.add_argument("--steps", type=int, default=2900)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -75,6 +92,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path,
                         default=Path(__file__).parent / "results" / "convergence_steps.csv")
     args = parser.parse_args()
+    if args.report:
+        return report(args.results)
+    if not (args.train and args.eval_hr and args.eval_lr):
+        parser.error("--train, --eval-hr and --eval-lr are required (or --report)")
 
     device = pick_device(args.device)
     hr_tiles, lr_tiles = {}, {}

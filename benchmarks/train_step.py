@@ -9,6 +9,7 @@ processes on the machine hits all variants alike; the first --warmup rounds are 
   * project-nchw  `pretrain` with channels_last=False: same memory format as the plain loop,
                   so project-nchw / plain is the loop machinery's own overhead
   * plain         the textbook loop: forward, loss, zero_grad, backward, step, loss.item()
+  * project-bf16  `pretrain` with amp_bf16=True (fast where the CPU has AMX / AVX512-BF16)
 
 Then the data-wait share of `pretrain` fed by make_loader(PatchDataset) over PNG tiles
 written to a temporary folder (480 px HR tiles, as data_prep cuts them).
@@ -57,9 +58,10 @@ class ProjectLoop:
     """`pretrain`, one step per call: each call resumes from the previous call's state, so
     optimiser state is warm and the timed step is a full iteration of the real loop."""
 
-    def __init__(self, generator, perceptual, batch, channels_last):
+    def __init__(self, generator, perceptual, batch, channels_last, amp_bf16=False):
         self.args, self.batch, self.state = (generator, perceptual), batch, None
-        self.cfg = dict(channels_last=channels_last, log_every=1, checkpoint_every=10**6)
+        self.cfg = dict(channels_last=channels_last, amp_bf16=amp_bf16, log_every=1,
+                        checkpoint_every=10**6)
 
     def step(self) -> float:
         stamps, ends = Stamps(self.batch), []
@@ -153,6 +155,8 @@ def main() -> None:
         "project": ProjectLoop(copy.deepcopy(base), vgg(), batch, channels_last=True),
         "project-nchw": ProjectLoop(copy.deepcopy(base), vgg(), batch, channels_last=False),
         "plain": PlainLoop(copy.deepcopy(base), vgg(), batch, weight),
+        "project-bf16": ProjectLoop(copy.deepcopy(base), vgg(), batch, channels_last=True,
+                                    amp_bf16=True),
     }
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {bs}, "
@@ -173,6 +177,7 @@ def main() -> None:
     print(f"ratio project/plain          {med['project'] / med['plain']:.3f}  (<= 1.0 wanted)")
     print(f"ratio project-nchw/plain     {med['project-nchw'] / med['plain']:.3f}  (loop overhead)")
     print(f"channels_last speed-up       {med['project-nchw'] / med['project']:.3f}x")
+    print(f"bf16 autocast speed-up       {med['project'] / med['project-bf16']:.3f}x")
     print(f"(timing took {time.perf_counter() - t0:.0f} s)")
 
     with tempfile.TemporaryDirectory() as tmp:
