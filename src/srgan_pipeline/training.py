@@ -341,9 +341,11 @@ def _prepare(cfg: TrainConfig, device: torch.device, *modules: nn.Module | None)
         logger.warning("amp_bf16 is used on CUDA and CPU only; training in float32 on %s", device)
     elif cfg.amp_bf16:
         # On CPU this pays off where oneDNN has bf16 matrix units (AMX, AVX512-BF16): measured
-        # 2.6x per SRResNet step on this project's Xeon. Without them it is slower than fp32.
+        # 3.4x per step on this project's Xeon (benchmarks/train_step.py). Without them it
+        # may well be slower than fp32: measure before turning it on.
         if device.type == "cpu" and not _cpu_has_fast_bf16():
-            logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: expect it to be slow")
+            logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: bf16 may be slower than "
+                           "float32 here")
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
