@@ -18,7 +18,6 @@ Needs ../shared/datasets (SunHays80 and Urban100). Not a test: it takes minutes 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from results_csv import append_row
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared" / "datasets"
@@ -176,21 +176,14 @@ def main() -> None:
     scratch_project(args.workdir)
     if not (args.workdir / "data" / "05_model_input" / "eval" / "urban100").exists():
         kedro(args.workdir, "--pipelines=data_prep")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not args.results.exists()
-    with args.results.open("a", newline="") as out:
-        writer = csv.DictWriter(out, FIELDS)
-        if new_file:
-            writer.writeheader()
-        for variant in args.variants:
-            for seed in args.seeds:
-                row = run_variant(args.workdir, variant, seed, args.minutes, args.images)
-                writer.writerow(row)
-                out.flush()
-                print(f"{variant:28s} seed {seed}  {row['steps']:5d} steps  "
-                      f"{row['psnr_y']:.2f} dB / {row['ssim_y']:.4f}  "
-                      f"bicubic {row['bicubic_psnr_y']:.2f}  {row['gain_db']:+.2f} dB  "
-                      f"(first 20: {row['gain_first20_db']:+.2f})", flush=True)
+    for variant in args.variants:
+        for seed in args.seeds:
+            row = run_variant(args.workdir, variant, seed, args.minutes, args.images)
+            append_row(args.results, FIELDS, row)
+            print(f"{variant:28s} seed {seed}  {row['steps']:5d} steps  "
+                  f"{row['psnr_y']:.2f} dB / {row['ssim_y']:.4f}  "
+                  f"bicubic {row['bicubic_psnr_y']:.2f}  {row['gain_db']:+.2f} dB  "
+                  f"(first 20: {row['gain_first20_db']:+.2f})", flush=True)
 
 
 if __name__ == "__main__":

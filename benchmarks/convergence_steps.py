@@ -23,12 +23,12 @@ pipeline's tiles give); scores are Y-PSNR with a 4-pixel crop, as the evaluation
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_csv import append_row
 
 from srgan_pipeline.imaging import imresize, load_rgb, mod_crop
 from srgan_pipeline.inference import upscale
@@ -110,40 +110,33 @@ def main() -> None:
     print(f"{len(hr_tiles)} training images, {len(pairs)} evaluation images, "
           f"bicubic {bicubic:.2f} dB, device {device}", flush=True)
 
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not args.results.exists()
-    with args.results.open("a", newline="") as out:
-        writer = csv.DictWriter(out, FIELDS)
-        if new_file:
-            writer.writeheader()
-        for seed in args.seeds:  # seed-major: a run cut short still has each variant once
-            for variant in args.variants:
-                generator_options, overrides = VARIANTS[variant]
-                cfg = TrainConfig(**{**RECIPE, **overrides}, iterations=args.steps,
-                                  perceptual_weight=0.0, seed=seed, ema_decay=args.ema_decay,
-                                  log_every=max(args.steps // 10, 1),
-                                  checkpoint_every=args.steps)
-                dataset = PatchDataset(hr_tiles, lr_tiles, cfg.patch_size, 4, cache=True)
-                batches = make_loader(dataset, cfg.batch_size, args.num_workers, seed, device)
-                generator = build_generator({"scale": 4, **generator_options}, seed=seed)
-                started = time.perf_counter()
-                state = pretrain(generator.to(device), batches, None, cfg)
-                train_s = time.perf_counter() - started
-                raw = score(generator, pairs)
-                generator.load_state_dict(state["generator_ema"])
-                ema = score(generator, pairs)
-                row = {"variant": variant, "seed": seed, "steps": state["step"],
-                       "device": torch.cuda.get_device_name() if device.type == "cuda"
-                       else device.type,
-                       "psnr_y": round(raw, 3), "psnr_y_ema": round(ema, 3),
-                       "bicubic_psnr_y": round(bicubic, 3), "gain_db": round(raw - bicubic, 3),
-                       "gain_ema_db": round(ema - bicubic, 3), "train_s": round(train_s, 1),
-                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                writer.writerow(row)
-                out.flush()
-                print(f"{variant:14s} seed {seed}  {row['steps']} steps  "
-                      f"raw {raw:.2f} ({raw - bicubic:+.2f})  EMA {ema:.2f} "
-                      f"({ema - bicubic:+.2f})  {train_s:.0f} s", flush=True)
+    for seed in args.seeds:  # seed-major: a run cut short still has each variant once
+        for variant in args.variants:
+            generator_options, overrides = VARIANTS[variant]
+            cfg = TrainConfig(**{**RECIPE, **overrides}, iterations=args.steps,
+                              perceptual_weight=0.0, seed=seed, ema_decay=args.ema_decay,
+                              log_every=max(args.steps // 10, 1),
+                              checkpoint_every=args.steps)
+            dataset = PatchDataset(hr_tiles, lr_tiles, cfg.patch_size, 4, cache=True)
+            batches = make_loader(dataset, cfg.batch_size, args.num_workers, seed, device)
+            generator = build_generator({"scale": 4, **generator_options}, seed=seed)
+            started = time.perf_counter()
+            state = pretrain(generator.to(device), batches, None, cfg)
+            train_s = time.perf_counter() - started
+            raw = score(generator, pairs)
+            generator.load_state_dict(state["generator_ema"])
+            ema = score(generator, pairs)
+            row = {"variant": variant, "seed": seed, "steps": state["step"],
+                   "device": torch.cuda.get_device_name() if device.type == "cuda"
+                   else device.type,
+                   "psnr_y": round(raw, 3), "psnr_y_ema": round(ema, 3),
+                   "bicubic_psnr_y": round(bicubic, 3), "gain_db": round(raw - bicubic, 3),
+                   "gain_ema_db": round(ema - bicubic, 3), "train_s": round(train_s, 1),
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            append_row(args.results, FIELDS, row)
+            print(f"{variant:14s} seed {seed}  {row['steps']} steps  "
+                  f"raw {raw:.2f} ({raw - bicubic:+.2f})  EMA {ema:.2f} "
+                  f"({ema - bicubic:+.2f})  {train_s:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

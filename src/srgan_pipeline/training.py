@@ -102,7 +102,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     channels_last: bool = True
-    amp_bf16: bool = False  # CUDA only; ignored with a warning elsewhere
+    amp_bf16: bool = False  # bf16 autocast on CUDA and CPU; ignored with a warning elsewhere
     max_minutes: float | None = None  # wall-clock budget of one invocation
     # Phase 1 only: "cosine" decays the lr to 0 over the run (iterations, or max_minutes when
     # that ends the run first), after `warmup_steps` of linear warm-up.
@@ -141,7 +141,7 @@ def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
 
     out = dict(values)
     minimum = {"iterations": 1, "batch_size": 1, "patch_size": 1, "n_critic": 1, "log_every": 1}
-    for name, lo in (minimum | {"checkpoint_every": 1, "seed": 0}).items():
+    for name, lo in (minimum | {"checkpoint_every": 1, "seed": 0, "warmup_steps": 0}).items():
         v = values[name]
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
             fail(name, f"an integer >= {lo}")
@@ -164,9 +164,6 @@ def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
         fail("pixel_loss", "'mse' or 'l1'")
     if values["lr_schedule"] not in ("constant", "cosine"):
         fail("lr_schedule", "'constant' or 'cosine'")
-    if not (isinstance(values["warmup_steps"], int) and not isinstance(values["warmup_steps"], bool)
-            and values["warmup_steps"] >= 0):
-        fail("warmup_steps", "an integer >= 0")
     if values["ema_decay"] is not None:
         if not (number(values["ema_decay"]) and 0 < values["ema_decay"] < 1):
             fail("ema_decay", "null (no averaging) or a number in (0, 1)")
