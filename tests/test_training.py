@@ -515,11 +515,14 @@ def test_ema_weights_are_saved_resumed_and_evaluated(tmp_path):
     assert not torch.equal(raw["head.0.weight"], ema["head.0.weight"])
     assert evaluated_weights(final)["generator"] is ema
     assert evaluated_weights({**final, "generator_ema": None})["generator"] is raw
-    # resuming from step 2 reaches the same averaged weights
+    # resuming from step 2 reaches the same averaged weights and BatchNorm statistics,
+    # bit for bit: the checkpoint carries the batches the statistics are recomputed from
     resumed = pretrain(build_generator(GEN, seed=0), loader(start_batch=2), None,
                        cfg(iterations=4, checkpoint_every=2, ema_decay=0.5,
                            perceptual_weight=0.0), start=rec.saved[0])
-    torch.testing.assert_close(resumed["generator_ema"]["head.0.weight"], ema["head.0.weight"])
+    assert len(rec.saved[0]["ema_bn_inputs"]) == 2
+    for name, tensor in ema.items():
+        assert torch.equal(resumed["generator_ema"][name], tensor), name
 
 
 def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
@@ -533,6 +536,25 @@ def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
                  "body_tail.1.running_mean"):
         torch.testing.assert_close(averaged.state_dict()[name], final["generator_ema"][name])
         assert not torch.allclose(final["generator"][name], final["generator_ema"][name])
+
+
+def test_a_critic_of_another_width_is_refused_by_name(tmp_path):
+    rec = Recorder(tmp_path)
+    train_adversarial(build_generator(GEN, seed=0), tiny_critic(), loader(), None,
+                      cfg(iterations=2, checkpoint_every=1, perceptual_weight=0.0),
+                      on_checkpoint=rec.on_checkpoint)
+    wider = Critic(base_channels=16, pool_size=2, hidden=16)
+    with pytest.raises(ValueError, match=r"base_channels: checkpoint 8, requested 16 "
+                                         r"\(train_gan.critic\)"):
+        train_adversarial(build_generator(GEN), wider, loader(), None,
+                          cfg(iterations=3, perceptual_weight=0.0), start=rec.saved[0])
+
+
+def test_a_plain_state_dict_is_not_taken_for_a_checkpoint():
+    plain = build_generator(GEN).state_dict()
+    with pytest.raises(ValueError, match=r"is a plain state dict \(keys head.0.weight.*not a "
+                                         r"generator checkpoint written by train_gan"):
+        load_generator_state(build_generator(GEN), plain)
 
 
 def test_phase_one_options_are_refused_in_phase_two(perceptual):

@@ -43,7 +43,12 @@ from srgan_pipeline.models.generator import (
     UpsampleBlock,
     hr_to_unit,
 )
-from srgan_pipeline.training import build_generator, evaluated_weights, load_generator_state
+from srgan_pipeline.training import (
+    build_generator,
+    checked_checkpoint,
+    evaluated_weights,
+    load_generator_state,
+)
 
 __all__ = [
     "DEFAULT_TILE",
@@ -189,7 +194,7 @@ def upscale(
 
 def generator_from_checkpoint(state: dict) -> Generator:
     """The checkpoint's generator (its EMA weights when it has them), in eval mode."""
-    generator = build_generator(state["generator_config"])
+    generator = build_generator(checked_checkpoint(state)["generator_config"])
     load_generator_state(generator, evaluated_weights(state))
     return generator.eval()
 

@@ -4,9 +4,14 @@ import os
 
 # No run reaches the network except the download nodes. Kedro's telemetry is refused by the
 # committed `.telemetry` file (consent: false) and its plugin's hooks are disabled; MLflow 3
-# has usage telemetry of its own, off unless a user explicitly turns it back on.
+# has usage telemetry of its own, off unless a user explicitly turns it back on. Set before
+# the hooks import mlflow.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from srgan_pipeline.hooks import RunOwnershipHooks  # noqa: E402
+
+HOOKS = (RunOwnershipHooks(),)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

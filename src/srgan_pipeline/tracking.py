@@ -1,20 +1,42 @@
-"""MLflow calls for the nodes, each a no-op when no run is active.
+"""MLflow calls for the nodes and hooks, each a no-op when no run is active.
 
 kedro-mlflow opens one MLflow run per ``kedro run`` (except for pipelines listed under
 ``disable_tracking`` in ``conf/*/mlflow.yml``); nodes add to it. Outside such a run (a unit
 test, a notebook) the same nodes work and simply log nothing.
+
+A run killed with ``kill -9`` cannot end its MLflow run, which would stay RUNNING forever.
+Every run therefore records which process owns it (:func:`claim_run`), and the next run on the
+same host closes the runs whose process is gone (:func:`close_orphaned_runs`); a resumed
+training links itself to the run it continues (:func:`link_resumed`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
+import torch
+from mlflow.entities import RunStatus
+
+logger = logging.getLogger(__name__)
+
+# Tags naming the process that owns a run: host, pid, and the pid's start time (pids are reused).
+HOST, PID, STARTED = "srgan.host", "srgan.pid", "srgan.process_start"
 
 
 def active() -> bool:
     return mlflow.active_run() is not None
+
+
+def run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
@@ -36,3 +58,88 @@ def log_file(path: str | Path, artifact_path: str) -> None:
 def log_image(image: np.ndarray, artifact_file: str) -> None:
     if active():
         mlflow.log_image(image, artifact_file=artifact_file)
+
+
+def log_state(state: dict[str, Any], artifact_file: str) -> None:
+    """``torch.save`` a state dict as an artifact: this run's own state, never a shared file."""
+    if not active():
+        return
+    folder, name = os.path.split(artifact_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(state, os.path.join(tmp, name))
+        mlflow.log_artifact(os.path.join(tmp, name), artifact_path=folder or None)
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux), or None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    if started is not None and Path("/proc").is_dir():
+        return _process_start(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def claim_run() -> None:
+    """Tag the active run with the process that owns it (see the module docstring)."""
+    set_tags({HOST: socket.gethostname(), PID: os.getpid(),
+              STARTED: _process_start(os.getpid()) or ""})
+
+
+def close_orphaned_runs() -> list[str]:
+    """End (as KILLED) the RUNNING runs of this experiment whose owning process is gone.
+
+    Only runs claimed on this host are judged: a process elsewhere cannot be checked.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        return []
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    for other in client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST}` = '{host}'",
+    ):
+        tags = other.data.tags
+        if other.info.run_id == run.info.run_id or not tags.get(PID, "").isdigit():
+            continue
+        if _process_alive(int(tags[PID]), tags.get(STARTED) or None):
+            continue
+        client.set_tag(other.info.run_id, "srgan.closed_because",
+                       f"its process {tags[PID]} on {host} was gone when run "
+                       f"{run.info.run_id} started")
+        client.set_terminated(other.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+        logger.warning("Closed MLflow run %s as KILLED: its process %s is gone",
+                       other.info.run_id, tags[PID])
+        closed.append(other.info.run_id)
+    return closed
+
+
+def link_resumed(previous_run_id: str | None) -> None:
+    """Link this run and the (killed) run whose checkpoint it resumes, both ways."""
+    current = run_id()
+    if current is None or not previous_run_id or previous_run_id == current:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        previous = client.get_run(previous_run_id)
+    except mlflow.exceptions.MlflowException:
+        logger.warning("The checkpoint was written by MLflow run %s, which this tracking store "
+                       "does not hold; not linked", previous_run_id)
+        return
+    mlflow.set_tag("srgan.resumed_from_run", previous_run_id)
+    client.set_tag(previous_run_id, "srgan.resumed_by_run", current)
+    if previous.info.status == "RUNNING":  # its process is gone: we hold its checkpoint's lock
+        client.set_terminated(previous_run_id, status=RunStatus.to_string(RunStatus.KILLED))

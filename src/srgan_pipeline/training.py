@@ -202,9 +202,32 @@ def build_generator(generator_config: Mapping[str, Any], seed: int | None = None
     return Generator(**generator_config)
 
 
+def checked_checkpoint(state: Any, name: str = "the checkpoint") -> Mapping[str, Any]:
+    """``state`` if it is a generator checkpoint written by this project, else a clear error.
+
+    A plain ``state_dict()`` saved by hand has the weights but not the architecture they
+    belong to (``generator_config``), so it cannot be loaded safely.
+    """
+    if isinstance(state, Mapping) and isinstance(state.get("generator_config"), Mapping) \
+            and isinstance(state.get("generator"), Mapping):
+        return state
+    if isinstance(state, Mapping) and state and all(
+            isinstance(v, torch.Tensor) for v in state.values()):
+        what = f"a plain state dict (keys {', '.join(list(state)[:3])}, ...)"
+    else:
+        keys = list(state)[:6] if isinstance(state, Mapping) else None
+        what = f"a {type(state).__name__}" + (f" with keys {keys}" if keys is not None else "")
+    raise ValueError(
+        f"{name} is {what}, not a generator checkpoint written by train_gan: it lacks "
+        "'generator_config' (the architecture) and 'generator' (the weights). Train one with "
+        "`kedro run --pipelines=train_gan`, or pin a version that train_gan wrote with "
+        "--load-versions=<dataset>:<version>."
+    )
+
+
 def load_generator_state(generator: Generator, state: Mapping[str, Any]) -> None:
     """Load a checkpoint's generator weights, refusing a different architecture clearly."""
-    have, want = state["generator_config"], describe_generator(generator)
+    have, want = checked_checkpoint(state)["generator_config"], describe_generator(generator)
     diffs = [
         f"{k}: checkpoint {have.get(k)!r}, requested {want[k]!r}"
         for k in want
@@ -502,18 +525,23 @@ def pretrain(
             ema.module.load_state_dict(start["generator_ema"])
             ema.n_averaged.fill_(step)
 
-    # The last LR batches, to give the EMA copy BatchNorm statistics of its own weights.
-    recent_inputs: collections.deque[torch.Tensor] = collections.deque(maxlen=_BN_BATCHES)
+    # The last LR batches, to give the EMA copy BatchNorm statistics of its own weights; saved
+    # with each checkpoint, so a resumed run recomputes them from the same batches.
+    recent_inputs: collections.deque[torch.Tensor] = collections.deque(
+        [x.to(device) for x in (start or {}).get("ema_bn_inputs") or []]
+        if start is not None and start["phase"] == "pretrain" else [],
+        maxlen=_BN_BATCHES)
 
     def state(stopped_because):
         counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
         snapshot = _make_state("pretrain", cfg, counters, generator, opt, perceptual,
                                stopped_because)
-        snapshot["generator_ema"] = None
+        snapshot["generator_ema"] = snapshot["ema_bn_inputs"] = None
         if ema is not None:
-            if recent_inputs:  # else: resumed and stopped at once, the loaded stats stand
+            if recent_inputs:  # else: resumed from a state without them, loaded stats stand
                 update_bn(recent_inputs, ema.module)
             snapshot["generator_ema"] = _to_cpu_copy(ema.module.state_dict())
+            snapshot["ema_bn_inputs"] = _to_cpu_copy(list(recent_inputs))
         return snapshot
 
     meter = _Meter("pretrain", cfg, step, elapsed, on_log)
@@ -608,6 +636,20 @@ def _finish(meter, step, saved_at, final, on_checkpoint, models) -> dict[str, An
 # ---------------------------------------------------------------- phase 2: WGAN-GP
 
 
+def _load_critic_state(critic: nn.Module, state: Mapping[str, Any]) -> None:
+    """Load a checkpoint's critic, naming the settings that differ rather than tensor sizes."""
+    have, want = state.get("critic_config") or {}, getattr(critic, "config", {})
+    diffs = [f"{k}: checkpoint {have[k]!r}, requested {want.get(k)!r}"
+             for k in have if have[k] != want.get(k)]
+    if diffs:
+        raise ValueError(
+            f"the checkpoint (phase {state.get('phase')!r}, step {state.get('step')}) holds a "
+            f"critic of a different architecture: {'; '.join(diffs)} (train_gan.critic). Use "
+            "the checkpoint's critic settings, or start phase 2 without this checkpoint."
+        )
+    critic.load_state_dict(state["critic"])
+
+
 def train_adversarial(
     generator: Generator,
     critic: nn.Module,
@@ -643,7 +685,7 @@ def train_adversarial(
         raise ValueError(f"train_adversarial cannot start from a {start['phase']!r} state")
     if _begin("adversarial", cfg, start):
         load_generator_state(generator, start)
-        critic.load_state_dict(start["critic"])
+        _load_critic_state(critic, start)
         _restore_optimizer(opt_g, start["optimizer_g"], cfg.lr, cfg.betas)
         _restore_optimizer(opt_c, start["optimizer_c"], cfg.critic_lr, cfg.critic_betas)
         step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]
@@ -652,8 +694,9 @@ def train_adversarial(
 
     def state(stopped_because):
         counters = {"step": step, "batches": batches_seen, "elapsed_s": meter.elapsed()}
-        return _make_state("adversarial", cfg, counters, generator, opt_g, perceptual,
-                           stopped_because, critic, opt_c)  # fmt: skip
+        return {**_make_state("adversarial", cfg, counters, generator, opt_g, perceptual,
+                              stopped_because, critic, opt_c),
+                "critic_config": dict(getattr(critic, "config", {}))}  # fmt: skip
 
     meter = _Meter("adversarial", cfg, step, elapsed, on_log)
     saved_at, stopped_because = step, "iterations"

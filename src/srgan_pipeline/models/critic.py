@@ -92,6 +92,10 @@ class Critic(nn.Module):
                 "BatchNorm is not allowed in a WGAN-GP critic: the gradient penalty is per "
                 "sample and BatchNorm mixes the samples of a batch."
             )
+        # The constructor's arguments: checkpoints record them, so a resume can tell a critic
+        # of another architecture by name instead of by a tensor size mismatch.
+        self.config = {"in_channels": in_channels, "base_channels": base_channels,
+                       "pool_size": pool_size, "hidden": hidden, "norm": norm}
         self.in_channels = in_channels
         self.min_input_size = 2**_NUM_DOWNSAMPLES * (pool_size - 1) + 1
 

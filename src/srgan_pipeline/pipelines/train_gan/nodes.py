@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from srgan_pipeline import tracking
+from srgan_pipeline import resume, tracking
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
     TrainConfig,
     build_generator,
+    checked_checkpoint,
+    evaluated_weights,
     pick_device,
     pretrain,
     train_adversarial,
@@ -45,14 +48,20 @@ def pretrain_generator(
     # Built even when phase 1 does not use it, so missing VGG weights stop the run now and
     # not after hours of pretraining, when phase 2 would need them.
     perceptual = _perceptual_loss(settings, device)
-    generator = build_generator({"scale": scale, **settings["generator"]}, seed=cfg.seed)
-    start = _resume_from(settings, "pretrain")
-    batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, start)
-    _log_run_settings("pretrain", device, perceptual, cfg)
-    state = pretrain(generator.to(device), batches, perceptual, cfg, start=start,
-                     on_log=_log_metrics, on_checkpoint=_checkpoint_writer(settings, "pretrain"))
-    _log_outcome("pretrain", state, settings)
-    return state
+    generator_config = {"scale": scale, **settings["generator"]}
+    generator = build_generator(generator_config, seed=cfg.seed)
+    identity = resume.run_identity(
+        "pretrain", asdict(cfg), generator=generator_config,
+        perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
+        data=resume.data_fingerprint(train_hr_tiles, train_lr_tiles))
+    path = resume.checkpoint_path(settings["checkpoint_dir"], "pretrain", identity)
+    with resume.owned(path):
+        start = _resume_from(settings, path, "pretrain", identity)
+        batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, start)
+        _log_run_settings("pretrain", device, perceptual, cfg, path)
+        state = pretrain(generator.to(device), batches, perceptual, cfg, start=start,
+                         on_log=_log_metrics, on_checkpoint=_checkpoint_writer(path, identity))
+    return _finish("pretrain", state, identity)
 
 
 def train_adversarial_gan(
@@ -62,23 +71,33 @@ def train_adversarial_gan(
     """Phase 2 from the pretrained generator; returns generator and critic checkpoints."""
     settings = _check_settings(train_gan)
     cfg = TrainConfig.from_params(settings["adversarial"], "train_gan.adversarial")
-    pretrained = generator_pretrained()
+    pretrained = checked_checkpoint(generator_pretrained(), "generator_pretrained")
     device = pick_device(settings["device"])
     perceptual = _perceptual_loss(settings, device) if cfg.perceptual_weight > 0 else None
     generator = build_generator(pretrained["generator_config"], seed=cfg.seed)
     critic = Critic(**settings["critic"])
-    start = _resume_from(settings, "adversarial") or pretrained
-    batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device,
-                       start if start["phase"] == "adversarial" else None)
-    _log_run_settings("adversarial", device, perceptual, cfg)
-    state = train_adversarial(
-        generator.to(device), critic.to(device), batches, perceptual, cfg, start=start,
-        on_log=_log_metrics, on_checkpoint=_checkpoint_writer(settings, "adversarial"),
-    )
-    _log_outcome("adversarial", state, settings)
+    identity = resume.run_identity(
+        "adversarial", asdict(cfg), generator=pretrained["generator_config"],
+        critic=settings["critic"],
+        perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
+        data=resume.data_fingerprint(train_hr_tiles, train_lr_tiles),
+        # Phase 2 belongs to the weights it starts from: a retrained or resumed phase 1
+        # makes an older adversarial checkpoint another run's.
+        started_from=resume.weights_fingerprint(evaluated_weights(pretrained)["generator"]))
+    path = resume.checkpoint_path(settings["checkpoint_dir"], "adversarial", identity)
+    with resume.owned(path):
+        own = _resume_from(settings, path, "adversarial", identity)
+        batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, own)
+        _log_run_settings("adversarial", device, perceptual, cfg, path)
+        state = train_adversarial(
+            generator.to(device), critic.to(device), batches, perceptual, cfg,
+            start=own or pretrained, on_log=_log_metrics,
+            on_checkpoint=_checkpoint_writer(path, identity),
+        )
+    state = _finish("adversarial", state, identity)
     critic_state = {key: state[key] for key in ("phase", "step", "critic", "optimizer_c",
-                                                "config", "stopped_because")}
-    critic_state["critic_config"] = dict(settings["critic"])
+                                                "config", "critic_config", "stopped_because",
+                                                "run_identity", "mlflow_run_id")}
     return state, critic_state
 
 
@@ -111,31 +130,37 @@ def _batches(hr_tiles, lr_tiles, scale, cfg, settings, device, start):
                        start_batch=start["batches"] if start else 0)
 
 
-def _in_progress_path(settings: dict[str, Any], phase: str) -> str:
-    return str(Path(settings["checkpoint_dir"]) / f"{phase}.pt")
-
-
-def _resume_from(settings: dict[str, Any], phase: str) -> dict[str, Any] | None:
-    """The in-progress checkpoint of ``phase`` when ``train_gan.resume`` is true."""
-    path = _in_progress_path(settings, phase)
-    checkpoint = TorchCheckpointDataset(filepath=path)
+def _resume_from(settings: dict[str, Any], path: Path, phase: str,
+                 identity: dict[str, Any]) -> dict[str, Any] | None:
+    """This run's in-progress checkpoint of ``phase`` when ``train_gan.resume`` is true."""
     if not settings["resume"]:
-        if checkpoint.exists():
+        if path.exists():
             logger.info("Starting %s afresh (train_gan.resume=false); %s will be overwritten",
                         phase, path)
         return None
-    if not checkpoint.exists():
-        logger.info("train_gan.resume=true but there is no %s checkpoint at %s: starting afresh",
-                    phase, path)
-        return None
-    state = checkpoint.load()
-    logger.info("Resuming %s from step %d (%s)", phase, state["step"], path)
+    state = resume.load_own(path, _read_checkpoint, phase, identity)
+    if state is not None:
+        logger.info("Resuming %s from step %d (%s)", phase, state["step"], path)
+        tracking.link_resumed(state.get("mlflow_run_id"))
     return state
 
 
-def _checkpoint_writer(settings: dict[str, Any], phase: str) -> Callable[[dict], None]:
-    # Atomic writes: a kill mid-write keeps the previous checkpoint.
-    return TorchCheckpointDataset(filepath=_in_progress_path(settings, phase)).save
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    return TorchCheckpointDataset(filepath=str(path)).load()()
+
+
+def _provenance(identity: dict[str, Any]) -> dict[str, Any]:
+    """Which run a state belongs to: saved with every checkpoint of the phase."""
+    return {"run_identity": identity, "mlflow_run_id": tracking.run_id()}
+
+
+def _checkpoint_writer(path: Path, identity: dict[str, Any]) -> Callable[[dict], None]:
+    dataset = TorchCheckpointDataset(filepath=str(path))  # atomic: a kill keeps the last one
+
+    def save(state: dict[str, Any]) -> None:
+        dataset.save({**state, **_provenance(identity)})
+
+    return save
 
 
 def _log_metrics(step: int, metrics: dict[str, float]) -> None:
@@ -143,20 +168,25 @@ def _log_metrics(step: int, metrics: dict[str, float]) -> None:
 
 
 def _log_run_settings(phase: str, device: torch.device, perceptual: VGGPerceptualLoss | None,
-                      cfg: TrainConfig) -> None:
+                      cfg: TrainConfig, path: Path) -> None:
     source = perceptual.weights_source if perceptual is not None else "unused"
-    logger.info("%s on %s; perceptual weights: %s", phase, device, source)
+    logger.info("%s on %s; perceptual weights: %s; in-progress checkpoint %s", phase, device,
+                source, path)
     tracking.set_tags({f"{phase}.device": device, f"{phase}.perceptual_weights": source,
-                       f"{phase}.channels_last": cfg.channels_last})
+                       f"{phase}.channels_last": cfg.channels_last,
+                       f"{phase}.in_progress_checkpoint": path})
 
 
-def _log_outcome(phase: str, state: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Why the phase stopped, and its final checkpoint as an artifact of the MLflow run.
+def _finish(phase: str, state: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    """The returned state with its provenance; why the phase stopped, and that state as an
+    artifact of the MLflow run (this run's own state, never a file another run may rewrite).
 
-    The loop always checkpoints its final state, so the in-progress file holds exactly what
-    the node returns. (kedro-mlflow's MlflowArtifactDataset cannot wrap a versioned dataset
-    under Kedro 1.x: the wrapped dataset gets its own save version and the catalog refuses it.)
+    (kedro-mlflow's MlflowArtifactDataset cannot wrap a versioned dataset under Kedro 1.x: the
+    wrapped dataset gets its own save version and the catalog refuses it.)
     """
+    state = {**state, **_provenance(identity)}
     tracking.set_tags({f"{phase}.stopped_because": state["stopped_because"],
-                       f"{phase}.final_step": state["step"]})
-    tracking.log_file(_in_progress_path(settings, phase), artifact_path="checkpoints")
+                       f"{phase}.final_step": state["step"],
+                       f"{phase}.run_identity": identity["digest"]})
+    tracking.log_state(state, f"checkpoints/{phase}.pt")
+    return state

@@ -1,0 +1,30 @@
+"""Fault injection for the resume tests: kill this process with SIGKILL at a chosen file write.
+
+Put this folder on PYTHONPATH and set SRGAN_KILL="<when>:<part of the destination path>:<n>":
+at the n-th atomic rename (os.replace) onto a path containing that part, the process kills
+itself `before` the rename (a checkpoint write cut in the middle: its temporary file is
+written, the target is not) or `after` it. Nothing else changes, so the run is the real
+`kedro run` up to the moment of the kill.
+"""
+
+import os
+import signal
+
+_spec = os.environ.get("SRGAN_KILL")
+if _spec:
+    _when, _part, _nth = _spec.split(":")
+    _seen = [0]
+    _replace = os.replace
+
+    def _replace_then_maybe_die(src, dst, *args, **kwargs):
+        hit = _part in os.fspath(dst)
+        if hit:
+            _seen[0] += 1
+        die = hit and _seen[0] == int(_nth)
+        if die and _when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        _replace(src, dst, *args, **kwargs)
+        if die:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = _replace_then_maybe_die
