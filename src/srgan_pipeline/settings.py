@@ -9,9 +9,9 @@ import os
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from srgan_pipeline.hooks import RunOwnershipHooks  # noqa: E402
+from srgan_pipeline.hooks import RunIsolationHooks  # noqa: E402
 
-HOOKS = (RunOwnershipHooks(),)
+HOOKS = (RunIsolationHooks(),)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
