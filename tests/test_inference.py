@@ -121,6 +121,33 @@ def test_a_prepared_inference_model_is_reused(generator):
     assert np.array_equal(upscale(prepared, lr, tile=16), upscale(generator, lr, tile=16))
 
 
+def test_bf16_inference_stays_within_a_few_grey_levels_of_fp32():
+    torch.manual_seed(0)
+    generator = Generator(scale=4, channels=16, num_blocks=2, residual_init_scale=0.1).eval()
+    lr = _lr(40, 36, seed=4)
+    fp32 = upscale(generator, lr, tile=16)
+    prepared = inference_model(generator, precision="bf16")
+    assert next(prepared.parameters()).dtype == torch.bfloat16
+    bf16 = upscale(prepared, lr, tile=16)  # the prepared copy's precision is used as is
+    difference = np.abs(bf16.astype(np.int16) - fp32.astype(np.int16))
+    assert 0 < difference.max() <= 4 and difference.mean() < 0.5
+    assert np.array_equal(upscale(generator, lr, tile=16, precision="bf16"), bf16)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from srgan_pipeline import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)  # e.g. AVX2 only
+    assert devices.resolve_precision("auto", cpu) == "fp32"
+    assert devices.resolve_precision("bf16", cpu) == "bf16"  # asked for: honoured
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)  # AMX / AVX512-BF16
+    assert devices.resolve_precision("auto", cpu) == "bf16"
+    assert devices.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match=r"upscale.precision must be one of \['auto', 'fp32'"):
+        devices.resolve_precision("half", cpu, "upscale.precision")
+
+
 def test_rejects_bad_input(generator):
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         upscale(generator, _lr(12, 12) / 255.0)

@@ -32,6 +32,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
+from srgan_pipeline.devices import cpu_has_fast_bf16, pick_device  # noqa: F401 (re-export)
 from srgan_pipeline.losses import (
     critic_wasserstein_loss,
     generator_adversarial_loss,
@@ -44,38 +45,6 @@ logger = logging.getLogger(__name__)
 
 # The loops read the clock through this name so tests can fake the passing of time.
 _now = time.perf_counter
-
-
-# --------------------------------------------------------------------------- device
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """Resolve a device name: "auto" = cuda, else mps, else cpu; explicit names are checked."""
-    mps_ok = torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"unknown device {name!r}; use 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
-        ) from err
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {name!r} requested but CUDA is not available (torch {torch.__version__}, "
-                f"CUDA build {torch.version.cuda}); use 'auto' or 'cpu'"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r} requested but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif device.type == "mps" and not mps_ok:
-        raise ValueError(f"device {name!r} requested but MPS is not available; use 'auto' or 'cpu'")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {name!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return device
 
 
 # --------------------------------------------------------------------------- config
@@ -363,20 +332,11 @@ def _prepare(cfg: TrainConfig, device: torch.device, *modules: nn.Module | None)
         # On CPU this pays off where oneDNN has bf16 matrix units (AMX, AVX512-BF16): measured
         # 3.4x per step on this project's Xeon (benchmarks/train_step.py). Without them it
         # may well be slower than fp32: measure before turning it on.
-        if device.type == "cpu" and not _cpu_has_fast_bf16():
+        if device.type == "cpu" and not cpu_has_fast_bf16():
             logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: bf16 may be slower than "
                            "float32 here")
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
-
-
-def _cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN reports bf16 hardware support (Linux/x86; False where unknown)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _adam(params, lr, betas, device) -> torch.optim.Adam:
