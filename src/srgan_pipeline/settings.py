@@ -2,6 +2,8 @@
 
 import os
 
+from srgan_pipeline.hooks import ValidateParametersHook
+
 # No run reaches the network except the download nodes. Kedro's telemetry is refused by the
 # committed `.telemetry` file (consent: false) and its plugin's hooks are disabled; MLflow 3
 # has usage telemetry of its own, off unless a user explicitly turns it back on.
@@ -12,3 +14,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+
+# Every parameter block a run reads is checked before its first node (params.py).
+HOOKS = (ValidateParametersHook(),)
