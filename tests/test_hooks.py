@@ -56,16 +56,16 @@ def test_misspelt_data_prep_keys_are_refused_before_anything_is_read(fresh):
 
 def test_tiles_size_zero_is_refused_before_any_image_is_decoded(fresh):
     output = kedro_run_fails(fresh, "--pipeline=data_prep", "--params=data_prep.tiles.size=0")
-    assert "data_prep.tiles.size: must be >= 1, got 0" in output
     assert files_under(fresh / "data") == []
+    assert "data_prep.tiles.size: must be >= 1, got 0" in output
 
 
 def test_bad_phase_two_setting_stops_data_prep_and_phase_one_from_starting(fresh):
     output = kedro_run_fails(fresh, "--pipelines=data_prep,train_gan",
                              f"--params={TINY_TRAINING},train_gan.adversarial.lr=-1")
-    assert "train_gan.adversarial.lr: must be > 0, got -1" in output
     assert files_under(fresh / "data" / "02_intermediate") == []
     assert files_under(fresh / "data") == []
+    assert "train_gan.adversarial.lr: must be > 0, got -1" in output
 
 
 def test_phase_two_only_setting_given_to_phase_one_is_refused(trained):
