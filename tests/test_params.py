@@ -197,3 +197,17 @@ def test_blocks_read_by_each_pipeline():
     assert blocks_read_by(upscale.create_pipeline()) == ["upscale"]
     both = data_prep.create_pipeline() + train_gan.create_pipeline()
     assert blocks_read_by(both) == ["data_prep", "scale", "train_gan"]
+
+
+def test_a_single_key_is_as_strict_as_in_its_block():
+    # Nodes that receive one key (params:data_prep.min_size) check it alone.
+    for path, value, message in [
+        ("data_prep.min_size", 96.0, "data_prep.min_size: must be an integer, got 96.0"),
+        ("data_prep.show_progress", 1, "data_prep.show_progress: must be true or false, got 1"),
+        ("train_gan.pretrain.betas", ["0.9", 0.9],
+         "train_gan.pretrain.betas[0]: must be a number, got '0.9'"),
+        ("train_gan.pretrain.lr", float("nan"), "train_gan.pretrain.lr: must be a finite number"),
+    ]:
+        with pytest.raises(ParameterError) as error:
+            validate_params(path, value, scale=4)
+        assert str(error.value).startswith(message)

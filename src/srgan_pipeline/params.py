@@ -54,10 +54,13 @@ class ParameterError(ValueError):
     """Parameters that do not fit their schema; the message names each offending path."""
 
 
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+
+
 class Params(BaseModel):
     """Base of every parameter block: unknown keys refused, values immutable, types strict."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, **_STRICT)
 
 
 # --------------------------------------------------------------------------- value rules
@@ -345,8 +348,10 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
     frozen model for a block, the normalised value for a single key.
     """
     schema = _schema_at(path) if schema is None else schema
+    # A model brings its own config; a single key (or a mapping of models) gets the same rules.
+    config = None if isinstance(schema, type) and issubclass(schema, BaseModel) else _STRICT
     try:
-        return TypeAdapter(schema).validate_python(value, context={"scale": scale})
+        return TypeAdapter(schema, config=config).validate_python(value, context={"scale": scale})
     except ValidationError as error:
         raise ParameterError(describe_errors(error, path, schema)) from None
 
@@ -384,7 +389,8 @@ def _describe(item: dict[str, Any], schema: Any, keys: list[str], block: str) ->
         limit = next(iter(ctx.values()))
         return f"must be {bounds[kind]} {limit:g}, got {got!r}"
     expected = {
-        "int_type": "an integer", "bool_type": "true or false", "float_type": "a number",
+        "int_type": "an integer", "int_from_float": "an integer", "bool_type": "true or false",
+        "float_type": "a number", "float_parsing": "a number",
         "finite_number": "a finite number", "string_type": "a string",
         "model_type": "a mapping of keys", "dict_type": "a mapping", "list_type": "a list",
         "tuple_type": "a list", "literal_error": ctx.get("expected", ""),
