@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY_TRAINING, kedro_project, kedro_run_fails
+import yaml
+from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -31,6 +32,40 @@ def fresh(tmp_path, monkeypatch) -> Path:
     return kedro_project(tmp_path, monkeypatch)
 
 
+def hook_run(pipeline, parameters: dict) -> None:
+    """The hook as `kedro run` calls it, on a catalog holding ``parameters`` as Kedro does."""
+    from kedro.io import DataCatalog
+
+    from srgan_pipeline.hooks import ValidateParametersHook
+
+    catalog = DataCatalog()
+    catalog["parameters"] = parameters
+    for name, value in parameters.items():
+        catalog[f"params:{name}"] = value
+    ValidateParametersHook().before_pipeline_run({}, pipeline, catalog)
+
+
+def conf_base(block: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{block}.yml").read_text())[block]
+
+
+def test_hook_checks_the_blocks_the_run_reads_and_refuses_unknown_blocks():
+    from srgan_pipeline.pipelines import train_gan, upscale
+
+    good = {"scale": 4, "train_gan": conf_base("train_gan"), "upscale": conf_base("upscale")}
+    hook_run(train_gan.create_pipeline(), good)
+    broken_upscale = {**good, "upscale": {**good["upscale"], "tile": 0}}
+    hook_run(train_gan.create_pipeline(), broken_upscale)  # not read by train_gan
+    with pytest.raises(ValueError, match=r"upscale\.tile: must be >= 1, got 0"):
+        hook_run(upscale.create_pipeline(), broken_upscale)
+    with pytest.raises(ValueError, match="upscal: unknown parameter block; valid blocks: scale, "):
+        hook_run(upscale.create_pipeline(), {**good, "upscal": {"input_dir": "/x"}})
+    with pytest.raises(ValueError) as error:
+        hook_run(train_gan.create_pipeline(), {**good, "scale": 3})
+    assert str(error.value).splitlines()[1:] == [
+        "scale: must be 2 or 4 (the generator's upsampling factors), got 3"]
+
+
 def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
     assert "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, tile" in output
@@ -46,11 +81,13 @@ def test_misspelt_evaluation_key_is_refused_before_scoring(trained):
 
 
 def test_misspelt_data_prep_keys_are_refused_before_anything_is_read(fresh):
-    output = kedro_run_fails(fresh, "--pipeline=data_prep",
-                             "--params=data_prep.min_sise=50,data_prep.tile.size=96")
+    output = kedro_run_fails(
+        fresh, "--pipeline=data_prep",
+        "--params=data_prep.min_sise=50,data_prep.tile.size=96,data_prp.min_size=50")
     valid = "valid keys: raw_dir, min_size, show_progress, tiles, train_sources, eval_sets"
     assert f"data_prep.min_sise: unknown key; {valid}" in output
     assert f"data_prep.tile: unknown key; {valid}" in output
+    assert "data_prp: unknown parameter block; valid blocks: scale, data_prep, " in output
     assert files_under(fresh / "data") == []
 
 

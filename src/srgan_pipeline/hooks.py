@@ -7,13 +7,20 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from srgan_pipeline.params import ParameterError, blocks_read_by, validate_params
+from srgan_pipeline.params import (
+    PARAMETER_BLOCKS,
+    ParameterError,
+    blocks_read_by,
+    validate_params,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class ValidateParametersHook:
-    """Checks the blocks the nodes of this run read (all phases of all pipelines in it).
+    """Checks the blocks the nodes of this run read (all phases of all pipelines in it), and
+    that every top-level key is a known block. Blocks no node of the run reads are left alone,
+    so an unfinished upscale setting does not stop a training run.
 
     ``tryfirst``: before kedro-mlflow's hook opens an MLflow run for a run that cannot start.
     Kedro's own typed-parameter validation (node arguments annotated with a model) is not used:
@@ -25,21 +32,28 @@ class ValidateParametersHook:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        blocks = [b for b in blocks_read_by(pipeline) if f"params:{b}" in catalog]
-        scale = None
+        def value(name: str) -> Any:  # the dataset itself: catalog.load would log every block
+            return catalog[name].load()
+
         errors = []
+        if "parameters" in catalog:  # a misspelt block (--params=upscal.x=...) is read by none
+            unknown = sorted(set(value("parameters")) - set(PARAMETER_BLOCKS))
+            errors += [f"{name}: unknown parameter block; valid blocks: "
+                       f"{', '.join(PARAMETER_BLOCKS)}" for name in unknown]
+        scale = None
         if "params:scale" in catalog:  # first: other blocks' rules are relative to it
             try:
-                scale = validate_params("scale", catalog.load("params:scale"))
+                scale = validate_params("scale", value("params:scale"))
             except ParameterError as error:
                 errors.append(str(error))
+        blocks = [b for b in blocks_read_by(pipeline) if f"params:{b}" in catalog]
         for block in blocks:
             if block == "scale":
                 continue
             try:
-                validate_params(block, catalog.load(f"params:{block}"), scale=scale)
+                validate_params(block, value(f"params:{block}"), scale=scale)
             except ParameterError as error:
                 errors.append(str(error))
         if errors:
             raise ParameterError("Invalid parameters (nothing was run):\n" + "\n".join(errors))
-        logger.info("Parameters of %s are valid", ", ".join(blocks))
+        logger.info("Parameters valid: %s", ", ".join(blocks))
