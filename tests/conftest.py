@@ -74,6 +74,17 @@ def kedro_run(workdir: Path, *args: str) -> str:
     return done.stdout
 
 
+def kedro_run_fails(workdir: Path, *args: str) -> str:
+    """`kedro run --env=quickstart ARGS` that must exit non-zero; returns stdout + stderr with
+    runs of whitespace as one space (the error box wraps long lines at the console width)."""
+    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
+                          env={**os.environ, **QUIET_ENV, "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-4000:]
+    return " ".join(output.split())
+
+
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     """A scratch project after the whole quickstart (data_prep, tiny train_gan, evaluation):

@@ -1,17 +1,131 @@
-"""Project hooks: runs in one project read back their own outputs."""
+"""Parameters are checked before any work starts, through the command a user types.
 
-import time
+Each test misspells or misplaces one setting and checks what a user would: the run fails,
+names the parameter path and what is expected, and left nothing behind.
+"""
 
-import torch
-from kedro.io import DataCatalog
-from kedro.io.core import Version
-from kedro.pipeline import Node, Pipeline
+from __future__ import annotations
 
-from srgan_pipeline.datasets import TorchCheckpointDataset
-from srgan_pipeline.hooks import pin_own_outputs
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def trained(tiny_quickstart, tmp_path, monkeypatch) -> Path:
+    """A private copy of the tiny quickstart project: prepared data and trained checkpoints,
+    so a misspelt setting would otherwise run to the end with exit code 0."""
+    workdir = tmp_path / "project"
+    shutil.copytree(tiny_quickstart[0], workdir)
+    return kedro_project(workdir, monkeypatch)
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch) -> Path:
+    return kedro_project(tmp_path, monkeypatch)
+
+
+def hook_run(pipeline, parameters: dict) -> None:
+    """The hook as `kedro run` calls it, on a catalog holding ``parameters`` as Kedro does."""
+    from kedro.io import DataCatalog
+
+    from srgan_pipeline.hooks import ValidateParametersHook
+
+    catalog = DataCatalog()
+    catalog["parameters"] = parameters
+    for name, value in parameters.items():
+        catalog[f"params:{name}"] = value
+    ValidateParametersHook().before_pipeline_run({}, pipeline, catalog)
+
+
+def conf_base(block: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{block}.yml").read_text())[block]
+
+
+def test_hook_checks_the_blocks_the_run_reads_and_refuses_unknown_blocks():
+    from srgan_pipeline.pipelines import train_gan, upscale
+
+    good = {"scale": 4, "train_gan": conf_base("train_gan"), "upscale": conf_base("upscale")}
+    hook_run(train_gan.create_pipeline(), good)
+    broken_upscale = {**good, "upscale": {**good["upscale"], "tile": 0}}
+    hook_run(train_gan.create_pipeline(), broken_upscale)  # not read by train_gan
+    with pytest.raises(ValueError, match=r"upscale\.tile: must be >= 1, got 0"):
+        hook_run(upscale.create_pipeline(), broken_upscale)
+    with pytest.raises(ValueError, match="upscal: unknown parameter block; valid blocks: scale, "):
+        hook_run(upscale.create_pipeline(), {**good, "upscal": {"input_dir": "/x"}})
+    with pytest.raises(ValueError) as error:
+        hook_run(train_gan.create_pipeline(), {**good, "scale": 3})
+    assert str(error.value).splitlines()[1:] == [
+        "scale: must be 2 or 4 (the generator's upsampling factors), got 3"]
+
+
+def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
+    output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
+    assert "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, tile" in output
+    assert files_under(trained / "data" / "07_model_output" / "upscaled") == []
+    assert not (trained / "data" / "08_reporting" / "upscale_report.json").exists()
+
+
+def test_misspelt_evaluation_key_is_refused_before_scoring(trained):
+    before = files_under(trained / "data" / "08_reporting")
+    output = kedro_run_fails(trained, "--pipeline=evaluation", "--params=evaluation.model=bicubic")
+    assert "evaluation.model: unknown key; valid keys: models, device, tile, " in output
+    assert files_under(trained / "data" / "08_reporting") == before
+
+
+def test_misspelt_data_prep_keys_are_refused_before_anything_is_read(fresh):
+    output = kedro_run_fails(
+        fresh, "--pipeline=data_prep",
+        "--params=data_prep.min_sise=50,data_prep.tile.size=96,data_prp.min_size=50")
+    valid = "valid keys: raw_dir, min_size, show_progress, tiles, train_sources, eval_sets"
+    assert f"data_prep.min_sise: unknown key; {valid}" in output
+    assert f"data_prep.tile: unknown key; {valid}" in output
+    assert "data_prp: unknown parameter block; valid blocks: scale, data_prep, " in output
+    assert files_under(fresh / "data") == []
+
+
+def test_tiles_size_zero_is_refused_before_any_image_is_decoded(fresh):
+    output = kedro_run_fails(fresh, "--pipeline=data_prep", "--params=data_prep.tiles.size=0")
+    assert files_under(fresh / "data") == []
+    assert "data_prep.tiles.size: must be >= 1, got 0" in output
+
+
+def test_bad_phase_two_setting_stops_data_prep_and_phase_one_from_starting(fresh):
+    output = kedro_run_fails(fresh, "--pipelines=data_prep,train_gan",
+                             f"--params={TINY_TRAINING},train_gan.adversarial.lr=-1")
+    assert files_under(fresh / "data" / "02_intermediate") == []
+    assert files_under(fresh / "data") == []
+    assert "train_gan.adversarial.lr: must be > 0, got -1" in output
+
+
+def test_phase_two_only_setting_given_to_phase_one_is_refused(trained):
+    models = trained / "data" / "06_models"
+    before = files_under(models)
+    output = kedro_run_fails(trained, "--pipeline=train_gan",
+                             f"--params={TINY_TRAINING},train_gan.pretrain.n_critic=1")
+    assert "train_gan.pretrain.n_critic: unknown key; valid keys: iterations, " in output
+    assert "lr_schedule, warmup_steps, ema_decay" in output  # phase 1's own keys are listed
+    assert files_under(models) == before
 
 
 def test_a_run_reads_back_its_own_output_not_a_newer_one_of_another_run(tmp_path):
+    import time
+
+    import torch
+    from kedro.io import DataCatalog
+    from kedro.io.core import Version
+    from kedro.pipeline import Node, Pipeline
+
+    from srgan_pipeline.datasets import TorchCheckpointDataset
+    from srgan_pipeline.hooks import pin_own_outputs
+
     path = str(tmp_path / "generator_gan.pt")
     mine, theirs = "2026-01-01T00.00.00.000Z", "2026-01-01T00.00.01.000Z"
     catalog = DataCatalog({

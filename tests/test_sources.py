@@ -36,12 +36,13 @@ def test_disabled_source_is_left_out():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"kind": "ftp", "url": "x"}, "unknown source kind 'ftp'"),
-        ({"kind": "local", "url": "http://h/a.zip"}, "kind is 'local' but .*path is not set"),
-        ({"pth": "/x"}, r"unknown setting\(s\) \['pth'\]"),
-        ({"url": "http://h/a.zip", "sha256": "abc"}, "sha256 must be 64 hex digits"),
-        ({"url": "http://h/a.zip", "size": -3}, "size must be a positive"),
+        ({"kind": "ftp", "url": "x"}, "kind: must be 'url', 'local' or 'builtin', got 'ftp'"),
+        ({"kind": "local", "url": "http://h/a.zip"}, "kind is 'local' but .*s.path is not set"),
+        ({"pth": "/x"}, r"s\.pth: unknown key; valid keys: kind, enabled, path, url, "),
+        ({"url": "http://h/a.zip", "sha256": "abc"}, "sha256: must be 64 hex digits"),
+        ({"url": "http://h/a.zip", "size": -3}, "size: must be >= 1, got -3"),
         ({"builtin": ["lena"]}, r"unknown photograph\(s\) \['lena'\]"),
+        ({"path": "/x", "enabled": "no"}, "enabled: must be true or false, got 'no'"),
         ("just a string", "must be a mapping"),
     ],
 )

@@ -1,6 +1,7 @@
 import pytest
 
-from srgan_pipeline.tiles import Tile, tile_grid, tile_origins, validate_tiling
+from srgan_pipeline.params import ParameterError, validate_params
+from srgan_pipeline.tiles import Tile, tile_grid, tile_origins
 
 
 def test_origins_step_by_stride_and_end_flush_with_the_edge():
@@ -32,10 +33,12 @@ def test_lr_window_is_the_hr_window_divided_by_scale():
 
 @pytest.mark.parametrize(
     ("size", "stride", "message"),
-    [(482, 240, "size must be a positive multiple"), (480, 242, "stride must be"),
-     (480, 484, "larger than"), (0, 240, "size must be")],
+    [(482, 240, r"tiles\.size: must be a positive multiple of the scale \(4\), got 482"),
+     (480, 242, r"tiles\.stride: must be a positive multiple"),
+     (480, 484, r"tiles: stride \(484\) is larger than size \(480\)"),
+     (0, 240, r"tiles\.size: must be >= 1, got 0")],
 )
 def test_bad_tiling_is_refused_naming_the_parameter(size, stride, message):
-    with pytest.raises(ValueError, match=message) as error:
-        validate_tiling(size, stride, 4)
-    assert "data_prep.tiles." in str(error.value)
+    with pytest.raises(ParameterError, match=message) as error:
+        validate_params("data_prep.tiles", {"size": size, "stride": stride}, scale=4)
+    assert str(error.value).startswith("data_prep.tiles")

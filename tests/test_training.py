@@ -204,15 +204,17 @@ def test_from_params_validates_and_names_fields():
     c = TrainConfig.from_params({"betas": [0.5, 0.99], "lr": 1, "max_minutes": 3}, "train.pre")
     assert c.betas == (0.5, 0.99) and c.lr == 1.0 and isinstance(c.lr, float)
     bad = [
-        ({"lr_g": 1e-4}, r"train\.pre: unknown parameter\(s\) lr_g; valid: iterations, "),
-        ({"lr": -1}, r"train\.pre\.lr must be a finite number > 0"),
-        ({"lr": float("inf")}, r"train\.pre\.lr must be a finite number > 0"),
-        ({"iterations": 2.5}, r"train\.pre\.iterations must be an integer >= 1"),
-        ({"n_critic": True}, r"train\.pre\.n_critic must be an integer >= 1"),
-        ({"betas": [0.9, 1.0]}, r"train\.pre\.betas must be a pair of numbers in \[0, 1\)"),
-        ({"pixel_loss": "l2"}, r"train\.pre\.pixel_loss must be 'mse' or 'l1'"),
-        ({"channels_last": "yes"}, r"train\.pre\.channels_last must be true or false"),
-        ({"max_minutes": 0}, r"train\.pre\.max_minutes must be null"),
+        ({"lr_g": 1e-4}, r"train\.pre\.lr_g: unknown key; valid keys: iterations, "),
+        ({"lr": -1}, r"train\.pre\.lr: must be > 0, got -1"),
+        ({"lr": float("inf")}, r"train\.pre\.lr: must be a finite number, got inf"),
+        ({"lr": "1e-4"}, r"train\.pre\.lr: must be a number, got '1e-4'"),
+        ({"iterations": 2.5}, r"train\.pre\.iterations: must be an integer, got 2\.5"),
+        ({"n_critic": True}, r"train\.pre\.n_critic: must be an integer, got True"),
+        ({"betas": [0.9, 1.0]}, r"train\.pre\.betas\[1\]: must be < 1, got 1\.0"),
+        ({"betas": [0.9]}, r"train\.pre\.betas: must be a pair of numbers"),
+        ({"pixel_loss": "l2"}, r"train\.pre\.pixel_loss: must be 'mse' or 'l1', got 'l2'"),
+        ({"channels_last": "yes"}, r"train\.pre\.channels_last: must be true or false"),
+        ({"max_minutes": 0}, r"train\.pre\.max_minutes: must be > 0, got 0"),
     ]
     for params, message in bad:
         with pytest.raises(ValueError, match=message):

@@ -9,11 +9,13 @@ import os
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from srgan_pipeline.hooks import RunIsolationHooks  # noqa: E402
-
-HOOKS = (RunIsolationHooks(),)
+from srgan_pipeline.hooks import RunIsolationHooks, ValidateParametersHook  # noqa: E402
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+
+# Every parameter block a run reads is checked before its first node (params.py); each run
+# reads back its own outputs and owns its MLflow run (hooks.py).
+HOOKS = (ValidateParametersHook(), RunIsolationHooks())

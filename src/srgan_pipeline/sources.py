@@ -14,7 +14,6 @@ it is follows from the location it names, so one ``--params`` value can redirect
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,14 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from srgan_pipeline.downloads import download, extract
+from srgan_pipeline.params import ParameterError, Sources, validate_params
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("url", "local", "builtin")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-SPEC_KEYS = frozenset(
-    {"kind", "enabled", "path", "url", "size", "sha256", "md5", "images_in", "builtin", "note"}
-)
 # Natural colour photographs inside scikit-image's wheel (skimage/data); the others are
 # grayscale, synthetic or microscopy images that would teach the model little about photos.
 BUILTIN_PHOTOS = {
@@ -69,81 +65,27 @@ def parse_sources(raw: Mapping[str, Any] | None, param: str) -> list[SourceSpec]
     """Validate every source under ``param`` (e.g. ``data_prep.train_sources``) at once.
 
     All errors are raised before any download starts, so a typo in the last source does not
-    cost a multi-GB download of the first.
+    cost a multi-GB download of the first. The rules are params.SourceParams.
     """
-    if raw is None:
-        return []
-    if not isinstance(raw, Mapping):
-        raise SourceError(f"{param} must map source names to settings, got {type(raw).__name__}")
+    try:
+        sources = validate_params(param, raw, schema=Sources)
+    except ParameterError as error:
+        raise SourceError(str(error)) from None
     specs = []
-    for name, settings in raw.items():
-        spec = _parse_one(str(name), settings, f"{param}.{name}")
-        if spec is not None:
-            specs.append(spec)
+    for name, source in (sources or {}).items():
+        if not source.enabled:
+            logger.info("Source %s is disabled (%s.%s.enabled=false)", name, param, name)
+            continue
+        kind = source.kind or source.location_kind()
+        if kind == "local" and source.url:
+            logger.info("Source %s: using local folder %s instead of downloading %s", name,
+                        source.path, source.url)
+        specs.append(SourceSpec(
+            name=str(name), param=f"{param}.{name}", kind=kind, path=source.path,
+            url=source.url, size=source.size, sha256=source.sha256, md5=source.md5,
+            images_in=source.images_in, builtin=source.builtin if kind == "builtin" else (),
+        ))
     return specs
-
-
-def _parse_one(name: str, settings: Any, param: str) -> SourceSpec | None:
-    if not isinstance(settings, Mapping):
-        raise SourceError(
-            f"{param} must be a mapping with 'path', 'url' or 'builtin', got {settings!r}"
-        )
-    unknown = set(settings) - SPEC_KEYS
-    if unknown:
-        raise SourceError(
-            f"{param}: unknown setting(s) {sorted(unknown)}; valid settings are {sorted(SPEC_KEYS)}"
-        )
-    if not settings.get("enabled", True):
-        logger.info("Source %s is disabled (%s.enabled=false)", name, param)
-        return None
-
-    path, url, builtin = settings.get("path"), settings.get("url"), settings.get("builtin")
-    kind = settings.get("kind")
-    if kind is None:
-        kind = "local" if path else "url" if url else "builtin" if builtin else None
-    if kind is None:
-        raise SourceError(
-            f"Source '{name}' has no location. Set {param}.path=<folder of images> or "
-            f"{param}.url=<archive URL> (for example with kedro run --params="
-            f'"{param}.path=/data/my_images"), or turn it off with {param}.enabled=false.'
-        )
-    if kind not in KINDS:
-        raise SourceError(f"{param}.kind: unknown source kind {kind!r}; choose one of {KINDS}")
-    required = {"local": "path", "url": "url", "builtin": "builtin"}[kind]
-    if not settings.get(required):
-        raise SourceError(f"{param}.kind is {kind!r} but {param}.{required} is not set")
-    if kind == "local" and url:
-        logger.info("Source %s: using local folder %s instead of downloading %s", name, path, url)
-
-    size = settings.get("size")
-    if size is not None and (not isinstance(size, int) or size <= 0):
-        raise SourceError(f"{param}.size must be a positive number of bytes, got {size!r}")
-    sha256, md5 = settings.get("sha256"), settings.get("md5")
-    for key, digest, length in (("sha256", sha256, 64), ("md5", md5, 32)):
-        if digest is not None and not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", str(digest)):
-            raise SourceError(f"{param}.{key} must be {length} hex digits, got {digest!r}")
-
-    names: tuple[str, ...] = ()
-    if kind == "builtin":
-        names = (builtin,) if isinstance(builtin, str) else tuple(builtin)
-        unknown_photos = [n for n in names if n not in BUILTIN_PHOTOS]
-        if unknown_photos:
-            raise SourceError(
-                f"{param}.builtin: unknown photograph(s) {unknown_photos}; scikit-image ships "
-                f"{sorted(BUILTIN_PHOTOS)}"
-            )
-    return SourceSpec(
-        name=name,
-        param=param,
-        kind=kind,
-        path=str(path) if path else None,
-        url=str(url) if url else None,
-        size=size,
-        sha256=str(sha256).lower() if sha256 else None,
-        md5=str(md5).lower() if md5 else None,
-        images_in=settings.get("images_in"),
-        builtin=names,
-    )
 
 
 def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:

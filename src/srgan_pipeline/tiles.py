@@ -50,17 +50,3 @@ def tile_grid(height: int, width: int, size: int, stride: int) -> list[Tile]:
         for top in tile_origins(height, size, stride)
         for left in tile_origins(width, size, stride)
     ]
-
-
-def validate_tiling(size: int, stride: int, scale: int, param: str = "data_prep.tiles") -> None:
-    """Tiles must map to whole LR pixels, and overlap or touch (gaps would drop image content)."""
-    for key, value in (("size", size), ("stride", stride)):
-        if not isinstance(value, int) or value <= 0 or value % scale:
-            raise ValueError(
-                f"{param}.{key} must be a positive multiple of the scale ({scale}), got {value!r}"
-            )
-    if stride > size:
-        raise ValueError(
-            f"{param}.stride ({stride}) is larger than {param}.size ({size}): parts of every "
-            "image would never be seen in training; use a stride <= size"
-        )

@@ -40,6 +40,7 @@ from srgan_pipeline.losses import (
     pixel_loss,
 )
 from srgan_pipeline.models import Generator, assert_no_batchnorm, hr_to_unit, unit_to_hr
+from srgan_pipeline.params import TrainingPhaseParams, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -86,65 +87,15 @@ class TrainConfig:
     @classmethod
     def from_params(cls, d: Mapping[str, Any], param_prefix: str) -> TrainConfig:
         """Build from a parameters dict; errors name `<param_prefix>.<field>`."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"{param_prefix} must be a mapping of TrainConfig fields; got {d!r}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"{param_prefix}: unknown parameter(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(valid)}"
-            )
         defaults = {f.name: f.default for f in fields(cls)}
-        return cls(**_checked({**defaults, **d}, param_prefix))
+        if isinstance(d, Mapping):
+            d = {**defaults, **d}
+        return cls(**_checked(d, param_prefix))
 
 
-def _checked(values: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Validate and normalise TrainConfig values; ValueError names `<prefix>.<field>`."""
-
-    def fail(name: str, what: str) -> None:
-        raise ValueError(f"{prefix}.{name} must be {what}; got {values[name]!r}")
-
-    def number(v: Any) -> bool:  # bool is an int subclass, and never meant as a number here
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-    out = dict(values)
-    minimum = {"iterations": 1, "batch_size": 1, "patch_size": 1, "n_critic": 1, "log_every": 1}
-    for name, lo in (minimum | {"checkpoint_every": 1, "seed": 0, "warmup_steps": 0}).items():
-        v = values[name]
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
-            fail(name, f"an integer >= {lo}")
-    for name in ("lr", "critic_lr"):
-        if not (number(values[name]) and values[name] > 0):
-            fail(name, "a finite number > 0")
-        out[name] = float(values[name])
-    for name in ("gp_weight", "perceptual_weight", "adversarial_weight"):
-        if not (number(values[name]) and values[name] >= 0):
-            fail(name, "a finite number >= 0")
-        out[name] = float(values[name])
-    for name in ("betas", "critic_betas"):
-        v = values[name]
-        if not (
-            isinstance(v, list | tuple) and len(v) == 2 and all(number(b) and 0 <= b < 1 for b in v)
-        ):
-            fail(name, "a pair of numbers in [0, 1)")
-        out[name] = (float(v[0]), float(v[1]))
-    if values["pixel_loss"] not in ("mse", "l1"):
-        fail("pixel_loss", "'mse' or 'l1'")
-    if values["lr_schedule"] not in ("constant", "cosine"):
-        fail("lr_schedule", "'constant' or 'cosine'")
-    if values["ema_decay"] is not None:
-        if not (number(values["ema_decay"]) and 0 < values["ema_decay"] < 1):
-            fail("ema_decay", "null (no averaging) or a number in (0, 1)")
-        out["ema_decay"] = float(values["ema_decay"])
-    for name in ("channels_last", "amp_bf16"):
-        if not isinstance(values[name], bool):
-            fail(name, "true or false")
-    if values["max_minutes"] is not None:
-        if not (number(values["max_minutes"]) and values["max_minutes"] > 0):
-            fail("max_minutes", "null (no limit) or a number > 0")
-        out["max_minutes"] = float(values["max_minutes"])
-    return out
+def _checked(values: Any, prefix: str) -> dict[str, Any]:
+    """Validated, normalised values by the rules of the phase parameters (params.py)."""
+    return validate_params(prefix, values, schema=TrainingPhaseParams).model_dump()
 
 
 # ------------------------------------------------------------------------ generator

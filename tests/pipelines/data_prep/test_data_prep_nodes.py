@@ -42,7 +42,7 @@ def test_same_name_with_two_suffixes_is_a_reported_skip(tmp_path):
 
 
 def test_min_size_is_validated():
-    with pytest.raises(ValueError, match="data_prep.min_size"):
+    with pytest.raises(ValueError, match=r"data_prep.min_size: must be an integer >= scale \(4\)"):
         normalise_images({}, scale=4, min_size=2)
 
 

@@ -1,25 +1,38 @@
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import PROJECT_ROOT
 
 from srgan_pipeline.evaluation import comparison_figure, group_pairs, summary_table
-from srgan_pipeline.pipelines.evaluation.nodes import _figure_images, _selected_models
+from srgan_pipeline.params import validate_params
+from srgan_pipeline.pipelines.evaluation.nodes import _figure_images
+
+BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())
 
 
 def test_models_come_as_a_list_or_one_space_separated_string():
-    assert _selected_models(["bicubic", "srgan"]) == ["bicubic", "srgan"]
-    assert _selected_models("bicubic srresnet") == ["bicubic", "srresnet"]
+    models = partial(validate_params, "evaluation.models")
+    assert models(["bicubic", "srgan"]) == ("bicubic", "srgan")
+    assert models("bicubic srresnet bicubic") == ("bicubic", "srresnet")
     for bad in ([], "bicubic esrgan", None):
-        with pytest.raises(ValueError, match="evaluation.models"):
-            _selected_models(bad)
+        with pytest.raises(ValueError, match="evaluation.models: must be a non-empty list"):
+            models(bad)
 
 
 def test_figure_images_named_per_set_or_the_first_few():
     names = ["img_001", "img_002", "img_003"]
-    assert _figure_images({"default_count": 2}, "urban100", names) == ["img_001", "img_002"]
-    assert _figure_images({"images": {"urban100": ["img_003"]}}, "urban100", names) == ["img_003"]
+
+    def figures(images):
+        return validate_params("evaluation.figures", {"crop": 96, "default_count": 2,
+                                                      "images": images})
+
+    assert _figure_images(figures({}), "urban100", names) == ["img_001", "img_002"]
+    assert _figure_images(figures({"urban100": ["img_003"]}), "urban100", names) == ["img_003"]
     with pytest.raises(ValueError, match=r"evaluation.figures.images.urban100.*img_404"):
-        _figure_images({"images": {"urban100": ["img_404"]}}, "urban100", names)
+        _figure_images(figures({"urban100": ["img_404"]}), "urban100", names)
 
 
 def test_pairs_group_by_set_and_a_missing_lr_is_an_error():
@@ -58,8 +71,9 @@ def test_images_per_set_scores_the_first_n_by_name():
         hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         pairs[f"s/HR/{name}"] = lambda hr=hr: hr
         pairs[f"s/LR_x4/{name}"] = lambda hr=hr: hr[::4, ::4]
-    params = {"models": ["bicubic"], "images_per_set": 2, "figures": {"default_count": 0}}
+    params = {**BASE["evaluation"], "models": ["bicubic"], "images_per_set": 2, "device": "cpu",
+              "figures": {"crop": 96, "default_count": 0, "images": {}}}
     per_image, _, _ = evaluate_models(pairs, None, None, 4, params)
     assert list(per_image.image) == ["a", "b"]
-    with pytest.raises(ValueError, match="evaluation.images_per_set"):
+    with pytest.raises(ValueError, match="evaluation.images_per_set: must be >= 1, got 0"):
         evaluate_models(pairs, None, None, 4, {**params, "images_per_set": 0})

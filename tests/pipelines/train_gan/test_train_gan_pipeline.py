@@ -70,9 +70,9 @@ def test_phase_two_alone_from_the_existing_pretrained_checkpoint(trained):
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
-    ("num_workers", -1, "train_gan.num_workers must be an integer >= 0"),
-    ("cache_tiles", "yes", "train_gan.cache_tiles must be true or false"),
-    ("tile_cache", True, "unknown ['tile_cache']"),
+    ("num_workers", -1, "train_gan.num_workers: must be >= 0, got -1"),
+    ("cache_tiles", "yes", "train_gan.cache_tiles: must be true or false, got 'yes'"),
+    ("tile_cache", True, "train_gan.tile_cache: unknown key; valid keys: device, num_workers, "),
 ])
 def test_settings_are_validated_with_their_names(name, value, expected):
     from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from srgan_pipeline.imaging import UnreadableImageError, imresize, load_rgb, mod_crop
+from srgan_pipeline.params import validate_params
 from srgan_pipeline.sources import acquire, list_images, parse_sources
-from srgan_pipeline.tiles import tile_grid, validate_tiling
+from srgan_pipeline.tiles import tile_grid
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def acquire_sources(
     Both groups are validated before anything is downloaded, so a missing setting on the last
     source is reported before a multi-GB download of the first one starts.
     """
+    raw_dir = validate_params("data_prep.raw_dir", raw_dir)
+    show_progress = validate_params("data_prep.show_progress", show_progress)
     groups = {
         "train": parse_sources(train_sources, "data_prep.train_sources"),
         "eval": parse_sources(eval_sets, "data_prep.eval_sets"),
@@ -69,10 +72,7 @@ def normalise_images(
     on a full decode), then again lazily when saved: twice the decoding, but one bad file is a
     reported skip instead of a crash halfway through writing a data set.
     """
-    if not isinstance(min_size, int) or min_size < scale:
-        raise ValueError(
-            f"data_prep.min_size must be an integer >= scale ({scale}), got {min_size!r}"
-        )
+    min_size = validate_params("data_prep.min_size", min_size, scale=scale)
     partitions: dict[str, Loader] = {}
     report: dict[str, Any] = {}
     for source, entry in manifest.items():
@@ -115,8 +115,8 @@ def cut_train_tiles(
     LR tiles are cut from the LR of the whole image rather than by downsampling each HR tile,
     so tile borders see the same neighbourhood as the full-image LR (no mirrored padding inside).
     """
-    size, stride = tiles.get("size"), tiles.get("stride")
-    validate_tiling(size, stride, scale)
+    tiling = validate_params("data_prep.tiles", tiles, scale=scale)
+    size, stride = tiling.size, tiling.stride
     # Partitions are saved in sorted key order, so all tiles of one image are cut while that
     # image is cached: each image is decoded once per output instead of once per tile.
     load_hr = lru_cache(maxsize=1)(lambda key: train_hr_images[key]())

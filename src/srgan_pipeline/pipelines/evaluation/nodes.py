@@ -12,7 +12,6 @@ import pandas as pd
 from srgan_pipeline import tracking
 from srgan_pipeline.evaluation import (
     METRICS,
-    MODELS,
     comparison_figure,
     group_pairs,
     model_upscalers,
@@ -20,7 +19,8 @@ from srgan_pipeline.evaluation import (
     summary_markdown,
     summary_table,
 )
-from srgan_pipeline.inference import DEFAULT_TILE, generator_from_checkpoint
+from srgan_pipeline.inference import generator_from_checkpoint
+from srgan_pipeline.params import FiguresParams, validate_params
 from srgan_pipeline.training import pick_device
 
 logger = logging.getLogger(__name__)
@@ -40,31 +40,28 @@ def evaluate_models(
     Checkpoints are read only for the models selected in ``evaluation.models``, so scoring
     bicubic alone works before anything has been trained.
     """
-    models = _selected_models(evaluation.get("models"))
+    settings = validate_params("evaluation", evaluation, scale=scale)
+    models = list(settings.models)
     checkpoints = {"srresnet": generator_pretrained, "srgan": generator_gan}
-    device = pick_device(evaluation.get("device", "auto"))
+    device = pick_device(settings.device)
     generators = {model: generator_from_checkpoint(checkpoints[model]())
                   for model in models if model != "bicubic"}
-    upscalers = model_upscalers(models, generators, scale, evaluation.get("tile", DEFAULT_TILE),
-                                device)
-    crop = evaluation.get("crop_border") or scale
+    upscalers = model_upscalers(models, generators, scale, settings.tile, device)
+    crop = scale if settings.crop_border is None else settings.crop_border
+    limit = settings.images_per_set
 
     rows: list[dict[str, Any]] = []
     samples, figures = {}, {}
-    limit = evaluation.get("images_per_set")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"evaluation.images_per_set must be null (all) or an integer >= 1, "
-                         f"got {limit!r}")
     for eval_set, images in group_pairs(eval_pairs, scale).items():
         images = dict(list(images.items())[:limit])  # the first N by name: quick screening
-        chosen = _figure_images(evaluation.get("figures", {}), eval_set, list(images))
+        chosen = _figure_images(settings.figures, eval_set, list(images))
         set_rows, kept = score_images(images, upscalers, crop, keep=chosen)
         rows += [{"set": eval_set, **row} for row in set_rows]
         for name, panels in kept.items():
             for model in models:
                 samples[f"{eval_set}/{name}_{model}"] = panels[model]
-            figures[f"{eval_set}/{name}"] = comparison_figure(
-                panels, scale, evaluation.get("figures", {}).get("crop", 96))
+            figures[f"{eval_set}/{name}"] = comparison_figure(panels, scale,
+                                                              settings.figures.crop)
         logger.info("Scored %s: %d images x %s", eval_set, len(images), ", ".join(models))
     if not rows:
         raise ValueError("eval_pairs holds no evaluation set: add one under data_prep.eval_sets "
@@ -90,22 +87,11 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
     return as_json, markdown
 
 
-def _selected_models(models: Any) -> list[str]:
-    # kedro run --params splits on commas, so the command line gives several as one string:
-    # --params="evaluation.models=bicubic srresnet"
-    if isinstance(models, str):
-        models = models.split()
-    if not models or not isinstance(models, list | tuple) or set(models) - set(MODELS):
-        raise ValueError(f"evaluation.models must be a non-empty list drawn from {list(MODELS)}, "
-                         f"got {models!r}")
-    return list(dict.fromkeys(models))
-
-
-def _figure_images(figures: dict[str, Any], eval_set: str, names: list[str]) -> list[str]:
+def _figure_images(figures: FiguresParams, eval_set: str, names: list[str]) -> list[str]:
     """Images named for this set under ``evaluation.figures.images``, else the first few."""
-    named = (figures.get("images") or {}).get(eval_set)
+    named = figures.images.get(eval_set)
     if named is None:
-        return names[: figures.get("default_count", 2)]
+        return names[: figures.default_count]
     missing = sorted(set(named) - set(names))
     if missing:
         raise ValueError(f"evaluation.figures.images.{eval_set}: no image(s) {missing} in "

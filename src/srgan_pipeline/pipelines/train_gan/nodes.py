@@ -19,6 +19,7 @@ import torch
 from srgan_pipeline import resume, tracking
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
+from srgan_pipeline.params import validate_params
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
     TrainConfig,
@@ -33,8 +34,6 @@ from srgan_pipeline.training import (
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[], np.ndarray]
-SETTINGS = ("device", "num_workers", "cache_tiles", "resume", "checkpoint_dir", "generator",
-            "critic", "perceptual", "pretrain", "adversarial")
 
 
 def pretrain_generator(
@@ -102,19 +101,8 @@ def train_adversarial_gan(
 
 
 def _check_settings(train_gan: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(train_gan) - set(SETTINGS))
-    missing = sorted(set(SETTINGS) - set(train_gan))
-    if unknown or missing:
-        raise ValueError(
-            f"train_gan parameters: unknown {unknown or 'none'}, missing {missing or 'none'}; "
-            f"expected exactly {list(SETTINGS)} (see conf/base/parameters_train_gan.yml)"
-        )
-    if not isinstance(train_gan["num_workers"], int) or train_gan["num_workers"] < 0:
-        raise ValueError(f"train_gan.num_workers must be an integer >= 0, "
-                         f"got {train_gan['num_workers']!r}")
-    if not isinstance(train_gan["cache_tiles"], bool):
-        raise ValueError(f"train_gan.cache_tiles must be true or false (keep decoded tiles in "
-                         f"memory), got {train_gan['cache_tiles']!r}")
+    """The whole block, both phases, checked before either starts (params.TrainGanParams)."""
+    validate_params("train_gan", train_gan)
     return train_gan
 
 

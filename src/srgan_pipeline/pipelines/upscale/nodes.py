@@ -11,19 +11,14 @@ from typing import Any
 from PIL import Image
 
 from srgan_pipeline.imaging import UnreadableImageError, open_image
-from srgan_pipeline.inference import (
-    DEFAULT_TILE,
-    generator_from_checkpoint,
-    inference_model,
-    upscale_image,
-)
+from srgan_pipeline.inference import generator_from_checkpoint, inference_model, upscale_image
+from srgan_pipeline.params import validate_params
 from srgan_pipeline.sources import list_images
 from srgan_pipeline.training import pick_device
 
 logger = logging.getLogger(__name__)
 
 Checkpoint = Callable[[], dict[str, Any]]
-CHECKPOINTS = {"srgan": "generator_gan", "srresnet": "generator_pretrained"}
 
 
 def upscale_folder(
@@ -34,19 +29,18 @@ def upscale_folder(
     A file that does not decode is reported and skipped; the others are processed. Each image
     is upscaled when its partition is saved, so one image is in memory at a time.
     """
-    model = upscale.get("model")
-    if model not in CHECKPOINTS:
-        raise ValueError(f"upscale.model must be one of {list(CHECKPOINTS)}, got {model!r}")
-    folder = Path(upscale.get("input_dir", ""))
+    settings = validate_params("upscale", upscale)
+    model = settings.model
+    folder = Path(settings.input_dir)
     if not folder.is_dir():
         raise ValueError(f"upscale.input_dir: folder '{folder}' does not exist. Put your images "
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names = list_images(folder, "upscale.input_dir")
-    device = pick_device(upscale.get("device", "auto"))
+    device = pick_device(settings.device)
     checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained}[model]
     generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
-    tile = upscale.get("tile", DEFAULT_TILE)
+    tile = settings.tile
     outputs, skipped = {}, []
     for name in names:
         try:
