@@ -74,6 +74,15 @@ def kedro_run(workdir: Path, *args: str) -> str:
     return done.stdout
 
 
+def kedro_run_failing(workdir: Path, *args: str) -> str:
+    """Like :func:`kedro_run` for a run that must fail; returns its stdout and stderr."""
+    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
+                          env={**os.environ, **QUIET_ENV}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout + done.stderr
+
+
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     """A scratch project after the whole quickstart (data_prep, tiny train_gan, evaluation):
@@ -131,7 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if srv.send_length:  # off: the end of the body is wherever the connection closes
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if srv.drop_after is not None:  # simulate a connection lost midway
             self.wfile.write(body[: srv.drop_after])
@@ -153,6 +163,7 @@ def server():
     srv.daemon_threads = True
     srv.files, srv.requests, srv.ignore_range = {}, [], False
     srv.drop_after = srv.stall_after = None
+    srv.send_length = True
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

@@ -21,7 +21,7 @@ from srgan_pipeline.imaging import (
     load_rgb,
     mod_crop,
 )
-from srgan_pipeline.sources import acquire, list_images, parse_sources
+from srgan_pipeline.sources import acquire, check_distinct_names, list_images, parse_sources
 from srgan_pipeline.tiles import tile_grid, validate_tiling
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def acquire_sources(
             "data_prep has nothing to do: data_prep.train_sources and data_prep.eval_sets are "
             "both empty or disabled"
         )
+    check_distinct_names(groups)
     manifests: dict[str, dict[str, Any]] = {"train": {}, "eval": {}}
     for group, specs in groups.items():
         for spec in specs:
