@@ -52,6 +52,8 @@ def test_disabled_source_is_left_out():
         ({"url": "http://h/a.zip", "sha256": "abc"}, "sha256 must be 64 hex digits"),
         ({"url": "http://h/a.zip", "size": -3}, "size must be a positive"),
         ({"builtin": ["lena"]}, r"unknown photograph\(s\) \['lena'\]"),
+        ({"url": "http://h/a.zip", "images_in": "../other/HR"}, "images_in must be a folder"),
+        ({"path": "/x", "images_in": "/etc"}, "images_in must be a folder"),
         ("just a string", "must be a mapping"),
     ],
 )

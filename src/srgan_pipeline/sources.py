@@ -26,7 +26,7 @@ import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -138,6 +138,14 @@ def _parse_one(name: str, settings: Any, param: str) -> SourceSpec | None:
         if digest is not None and not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", str(digest)):
             raise SourceError(f"{param}.{key} must be {length} hex digits, got {digest!r}")
 
+    images_in = settings.get("images_in")
+    if images_in is not None and (
+            not str(images_in) or PurePosixPath(str(images_in)).is_absolute()
+            or ".." in PurePosixPath(str(images_in)).parts):
+        raise SourceError(f"{param}.images_in must be a folder inside the source (relative, "
+                          f"without '..'), got {images_in!r}: it must not reach another "
+                          "source's files")
+
     names: tuple[str, ...] = ()
     if kind == "builtin":
         names = (builtin,) if isinstance(builtin, str) else tuple(builtin)
@@ -156,7 +164,7 @@ def _parse_one(name: str, settings: Any, param: str) -> SourceSpec | None:
         size=size,
         sha256=str(sha256).lower() if sha256 else None,
         md5=str(md5).lower() if md5 else None,
-        images_in=settings.get("images_in"),
+        images_in=str(images_in) if images_in is not None else None,
         builtin=names,
     )
 

@@ -149,3 +149,13 @@ def test_png_tiles_written_by_the_dataset_round_trip(tmp_path):
     array = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     Image.fromarray(array).save(tmp_path / "t.png", compress_level=1)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t.png")), array)
+
+
+def test_a_train_source_and_an_eval_set_of_one_name_stop_before_any_download(tmp_path, server):
+    server.files["/a.zip"] = server.files["/b.zip"] = b"never fetched"
+    with pytest.raises(ValueError, match="same name") as error:
+        acquire_sources({"set5": {"url": f"{server.url}/a.zip"}},
+                        {"Set5": {"url": f"{server.url}/b.zip"}}, str(tmp_path), False)
+    assert "data_prep.train_sources.set5" in str(error.value)
+    assert "data_prep.eval_sets.Set5" in str(error.value)
+    assert server.requests == []
