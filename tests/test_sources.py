@@ -206,3 +206,13 @@ def test_a_changed_url_does_not_reuse_the_old_download(tmp_path, server):
     assert "data_prep.train_sources.s.url" in str(error.value)
     shutil.rmtree(raw / "downloads" / "s")  # what the message says to do
     assert list_images(acquire(spec, raw, progress=False), "p") == sorted(new)
+
+
+def test_an_archive_in_the_old_shared_folder_is_pointed_at_not_used(tmp_path, caplog):
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "DIV2K_train_HR.zip").write_bytes(b"from an earlier version")
+    spec = parse_one({"url": "http://127.0.0.1:9/DIV2K_train_HR.zip"}, name="div2k")
+    with pytest.raises(DownloadError):
+        acquire(spec, tmp_path, progress=False)
+    assert "move it to " + str(tmp_path / "downloads" / "div2k" / "DIV2K_train_HR.zip") in (
+        caplog.text.replace("\n", " "))

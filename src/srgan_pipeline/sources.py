@@ -204,10 +204,11 @@ def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
     elif spec.kind == "url":
         archive = archive_path(spec, raw_dir)
         _check_same_url(spec, archive)
-        legacy = Path(raw_dir) / "downloads" / archive.name  # where versions <= 0.1 put it
+        legacy = Path(raw_dir) / "downloads" / archive.name  # before per-source folders
         if legacy.is_file() and not archive.exists():
-            logger.warning("%s: %s is from an earlier layout; if it is this source's archive, "
-                           "move it to %s to skip the download", spec.param, legacy, archive)
+            logger.warning("%s: %s is from the layout before per-source folders; if it is this "
+                           "source's archive, move it to %s to skip the download", spec.param,
+                           legacy, archive)
         download(spec.url, archive, size=spec.size, sha256=spec.sha256, md5=spec.md5,
                  progress=progress, verify=check_archive)
         _record_url(spec, archive)
