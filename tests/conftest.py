@@ -142,7 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if srv.send_length:  # off: the end of the body is wherever the connection closes
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if srv.drop_after is not None:  # simulate a connection lost midway
             self.wfile.write(body[: srv.drop_after])
@@ -164,6 +165,7 @@ def server():
     srv.daemon_threads = True
     srv.files, srv.requests, srv.ignore_range = {}, [], False
     srv.drop_after = srv.stall_after = None
+    srv.send_length = True
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

@@ -256,3 +256,99 @@ def test_extract_replaces_stale_partial_and_refuses_foreign_dir(tmp_path):
     (tmp_path / "mine").mkdir()
     with pytest.raises(DownloadError, match="no valid .extracted marker"):
         extract(archive, tmp_path / "mine")
+
+
+# --- Trust on first download: only a complete archive is accepted and recorded ---------------
+
+HTML = b"<!DOCTYPE html><html><body>Please log in to download</body></html>\n"
+
+
+def _tar_cut_at_member(n_members: int, keep: int) -> bytes:
+    """A tar of ``n_members`` files cut right after member ``keep``: what tarfile reads happily."""
+    data = tar_bytes(_images(n_members, size=1000))
+    member = 512 + 1024  # header + 1004 data bytes padded to two blocks
+    return data[: keep * member]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "why"),
+    [
+        ("a.zip", HTML, "not a zip archive"),
+        ("a.tar", HTML, "not a tar archive"),
+        ("a.tar.gz", HTML, "not a tar archive"),
+        ("a.zip", zip_bytes(_images(4))[:-30], "not a zip archive"),  # cut, no central directory
+        ("a.tar", tar_bytes(_images(4))[:3000], "truncated"),  # cut inside a member
+        ("a.tar", _tar_cut_at_member(8, keep=3), "ends before"),  # cut at a member boundary
+        ("a.tar.gz", tar_bytes(_images(4), "w:gz")[:-100], "truncated"),
+        ("data", HTML, "neither a zip nor a tar"),
+    ],
+    ids=["html-zip", "html-tar", "html-tgz", "zip-cut", "tar-cut-in-member",
+         "tar-cut-at-member", "tgz-cut", "html-no-suffix"],
+)
+def test_a_download_that_is_not_a_complete_archive_is_deleted_not_recorded(
+        server, tmp_path, name, data, why):
+    server.files[f"/{name}"] = data
+    dest = tmp_path / name
+    with pytest.raises(DownloadError, match=why) as exc:
+        download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    message = str(exc.value)
+    assert "deleted" in message and "run again" in message and "place it at" in message
+    assert not dest.exists() and _leftovers(dest) == []  # no .part, no .sha256, no sidecar
+
+    # The advice works: once the server sends the real archive, the next run takes it.
+    server.files[f"/{name}"] = good = (zip_bytes if name.endswith("zip") else tar_bytes)(
+        _images(2))
+    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    assert dest.read_bytes() == good
+    assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(good)
+
+
+@pytest.mark.parametrize(("name", "build"), [("a.zip", zip_bytes), ("a.tar", tar_bytes)])
+def test_a_download_cut_without_content_length_is_refused(server, tmp_path, name, build):
+    server.files[f"/{name}"] = data = build(_images(4))
+    server.send_length, server.drop_after = False, len(data) // 2
+    dest = tmp_path / name
+    with pytest.raises(DownloadError, match="deleted"):
+        download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    assert not dest.exists() and _leftovers(dest) == []
+    server.drop_after = None  # the whole file, still without a length: accepted
+    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    assert dest.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [("a.zip", zip_bytes), ("a.tar", tar_bytes), ("a.tgz", lambda f: tar_bytes(f, "w:gz")),
+     ("a.tar.bz2", lambda f: tar_bytes(f, "w:bz2")), ("a.tar.xz", lambda f: tar_bytes(f, "w:xz"))],
+)
+def test_complete_archives_without_a_checksum_are_accepted(server, tmp_path, name, build):
+    server.files[f"/{name}"] = data = build(_images(3))
+    dest = tmp_path / name
+    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    assert dest.read_bytes() == data
+
+
+def test_a_zip_member_with_a_bad_crc_is_refused(server, tmp_path):
+    data = bytearray(zip_bytes({"HR/a.png": PNG_MAGIC + b"x" * 3000}))
+    data[100] ^= 0xFF  # inside the stored member's data: the central directory is intact
+    server.files["/a.zip"] = bytes(data)
+    with pytest.raises(DownloadError, match="HR/a.png"):
+        download(f"{server.url}/a.zip", tmp_path / "a.zip", progress=False,
+                 verify=downloads.check_archive)
+    assert not (tmp_path / "a.zip").exists()
+
+
+@pytest.mark.parametrize("data", [HTML, _tar_cut_at_member(8, keep=3)], ids=["html", "tar-cut"])
+def test_a_file_placed_by_hand_is_verified_too_and_kept(tmp_path, data):
+    dest = tmp_path / "benchmark.tar"
+    dest.write_bytes(data)
+    with pytest.raises(DownloadError) as exc:
+        download(_closed_port_url(), dest, progress=False, verify=downloads.check_archive)
+    assert str(dest) in str(exc.value) and "replace it" in str(exc.value)
+    assert dest.read_bytes() == data  # the user's file is never deleted
+    assert not Path(f"{dest}.sha256").exists()
+
+    dest.write_bytes(good := tar_bytes(_images(2)))
+    assert download(_closed_port_url(), dest, progress=False,
+                    verify=downloads.check_archive) == dest
+    assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(good)

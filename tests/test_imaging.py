@@ -359,3 +359,25 @@ def test_decompression_bomb_raises(tmp_path, monkeypatch):
 def test_missing_file_is_not_a_decode_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_rgb(tmp_path / "absent.png")
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (6000, 6000)).save(path)  # a few kB on disk, 108 MB of pixels
+    assert path.stat().st_size < 200_000
+    decoded = []
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", lambda self: decoded.append(1))
+    with pytest.raises(UnreadableImageError) as info:
+        load_rgb(path, max_pixels=4_000_000, limit_name="data_prep.max_pixels")
+    message = str(info.value)
+    assert "huge.png" in message and "6000x6000" in message
+    assert "data_prep.max_pixels=4000000" in message
+    assert decoded == []  # refused before a single pixel was decoded
+
+
+def test_an_image_at_max_pixels_loads(tmp_path):
+    path = tmp_path / "ok.png"
+    Image.new("RGB", (40, 25)).save(path)
+    assert load_rgb(path, max_pixels=1000).shape == (25, 40, 3)
+    with pytest.raises(UnreadableImageError, match="max_pixels=999"):
+        load_rgb(path, max_pixels=999)

@@ -1,10 +1,20 @@
 import hashlib
+import shutil
+from pathlib import Path
 
 import pytest
-from conftest import write_image, zip_bytes
+import yaml
+from conftest import PROJECT_ROOT, tar_bytes, write_image, zip_bytes
 
 from srgan_pipeline.downloads import ChecksumMismatchError, DownloadError
-from srgan_pipeline.sources import SourceError, acquire, list_images, parse_sources
+from srgan_pipeline.sources import (
+    SourceError,
+    acquire,
+    archive_path,
+    check_distinct_names,
+    list_images,
+    parse_sources,
+)
 
 
 def parse_one(settings, group="data_prep.train_sources", name="s"):
@@ -43,6 +53,8 @@ def test_disabled_source_is_left_out():
         ({"url": "http://h/a.zip", "size": -3}, "size: must be >= 1, got -3"),
         ({"builtin": ["lena"]}, r"unknown photograph\(s\) \['lena'\]"),
         ({"path": "/x", "enabled": "no"}, "enabled: must be true or false, got 'no'"),
+        ({"url": "http://h/a.zip", "images_in": "../b/HR"}, "images_in: must be a folder inside"),
+        ({"path": "/x", "images_in": "/etc"}, "images_in: must be a folder inside"),
         ("just a string", "must be a mapping"),
     ],
 )
@@ -89,7 +101,7 @@ def test_url_source_downloads_once_verifies_and_extracts(tmp_path, server):
     spec = parse_one(settings)
     folder = acquire(spec, tmp_path / "raw", progress=False)
     assert list_images(folder, "p") == ["0001.png", "0002.png"]
-    assert (tmp_path / "raw" / "downloads" / "Set.zip").exists()
+    assert (tmp_path / "raw" / "downloads" / "s" / "Set.zip").exists()
     requests = len(server.requests)
     assert acquire(spec, tmp_path / "raw", progress=False) == folder
     assert len(server.requests) == requests  # cached: no second download
@@ -100,10 +112,108 @@ def test_url_source_with_wrong_checksum_fails_and_keeps_nothing(tmp_path, server
     spec = parse_one({"url": f"{server.url}/Set.zip", "sha256": "0" * 64})
     with pytest.raises(ChecksumMismatchError):
         acquire(spec, tmp_path, progress=False)
-    assert not list((tmp_path / "downloads").glob("Set.zip*"))
+    assert not list((tmp_path / "downloads").rglob("Set.zip*"))
 
 
 def test_unreachable_url_says_where_to_place_the_file(tmp_path):
     spec = parse_one({"url": "http://127.0.0.1:9/DIV2K_train_HR.zip"})
-    with pytest.raises(DownloadError, match="place it at .*downloads/DIV2K_train_HR.zip"):
+    with pytest.raises(DownloadError, match="place it at .*downloads/s/DIV2K_train_HR.zip"):
         acquire(spec, tmp_path, progress=False)
+
+
+# --- Distinct sources never share a download or an extraction folder --------------------------
+
+def _archive_of(tmp_path, build, names, seed):
+    images = {}
+    for offset, name in enumerate(names):
+        write_image(tmp_path / "src" / name, (20, 16), seed=seed + offset)
+        images[name] = (tmp_path / "src" / name).read_bytes()
+    return build(images), images
+
+
+@pytest.mark.parametrize(
+    ("path_a", "path_b", "build_a", "build_b"),
+    [
+        ("/one/data.zip", "/two/data.zip", zip_bytes, zip_bytes),  # same file name
+        ("/good.zip", "/good.tar", zip_bytes, tar_bytes),          # same stem
+        ("/x/set.tar.gz?v=1", "/y/set.tar.gz?v=2",
+         lambda f: tar_bytes(f, "w:gz"), lambda f: tar_bytes(f, "w:gz")),
+    ],
+)
+def test_two_sources_get_their_own_download_and_folder(tmp_path, server, path_a, path_b,
+                                                       build_a, build_b):
+    data_a, images_a = _archive_of(tmp_path, build_a, ["a1.png", "a2.png"], seed=1)
+    data_b, images_b = _archive_of(tmp_path, build_b, ["b1.png"], seed=5)
+    server.files[path_a], server.files[path_b] = data_a, data_b
+    specs = parse_sources({"a": {"url": server.url + path_a}, "b": {"url": server.url + path_b}},
+                          "data_prep.train_sources")
+    folders = [acquire(spec, tmp_path / "raw", progress=False) for spec in specs]
+    assert folders[0] != folders[1]
+    for folder, images in zip(folders, (images_a, images_b), strict=True):
+        assert list_images(folder, "p") == sorted(images)
+        for name, content in images.items():
+            assert (folder / name).read_bytes() == content
+    assert sorted(p for p, _ in server.requests) == sorted([path_a, path_b])
+    # again: both come from disk, neither replaced the other
+    again = [acquire(spec, tmp_path / "raw", progress=False) for spec in specs]
+    assert again == folders and list_images(folders[0], "p") == sorted(images_a)
+    assert len(server.requests) == 2
+
+
+def test_archive_path_is_keyed_by_source(tmp_path):
+    spec = parse_one({"url": "https://h/x/DIV2K_train_HR.zip?download=1"}, name="div2k")
+    assert archive_path(spec, tmp_path) == tmp_path / "downloads" / "div2k" / "DIV2K_train_HR.zip"
+
+
+def test_the_readme_names_the_exact_offline_paths():
+    """README's "Providing the data sets offline" names the path each conf/base source uses."""
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_data_prep.yml").read_text())
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    raw_dir = Path(params["data_prep"]["raw_dir"])
+    urls = [spec for group in ("train_sources", "eval_sets") for spec in parse_sources(
+        {name: s for name, s in params["data_prep"][group].items() if s.get("url")},
+        f"data_prep.{group}")]
+    assert len(urls) >= 3
+    for spec in urls:
+        assert f"`{archive_path(spec, raw_dir).as_posix()}`" in readme, spec.name
+
+
+@pytest.mark.parametrize("name", ["../up", "a/b", "", ".hidden", "sp ace"])
+def test_a_source_name_that_is_not_a_plain_folder_name_is_refused(name):
+    with pytest.raises(SourceError, match="name"):
+        parse_sources({name: {"path": "/x"}}, "data_prep.eval_sets")
+
+
+@pytest.mark.parametrize(("train", "evaluation"), [("set", "set"), ("Set", "set")])
+def test_train_and_eval_sources_of_one_name_are_refused(tmp_path, train, evaluation):
+    groups = {"data_prep.train_sources": parse_sources({train: {"url": "http://h/a.zip"}},
+                                                       "data_prep.train_sources"),
+              "data_prep.eval_sets": parse_sources({evaluation: {"url": "http://h/b.zip"}},
+                                                   "data_prep.eval_sets")}
+    with pytest.raises(SourceError) as error:
+        check_distinct_names(groups)
+    assert f"data_prep.train_sources.{train}" in str(error.value)
+    assert f"data_prep.eval_sets.{evaluation}" in str(error.value)
+
+
+def test_a_changed_url_does_not_reuse_the_old_download(tmp_path, server):
+    server.files["/v1/set.zip"], old = _archive_of(tmp_path, zip_bytes, ["old.png"], seed=1)
+    server.files["/v2/set.zip"], new = _archive_of(tmp_path, zip_bytes, ["new.png"], seed=2)
+    raw = tmp_path / "raw"
+    acquire(parse_one({"url": f"{server.url}/v1/set.zip"}), raw, progress=False)
+    spec = parse_one({"url": f"{server.url}/v2/set.zip"})
+    with pytest.raises(SourceError, match="downloaded from .*/v1/set.zip") as error:
+        acquire(spec, raw, progress=False)
+    assert "data_prep.train_sources.s.url" in str(error.value)
+    shutil.rmtree(raw / "downloads" / "s")  # what the message says to do
+    assert list_images(acquire(spec, raw, progress=False), "p") == sorted(new)
+
+
+def test_an_archive_in_the_old_shared_folder_is_pointed_at_not_used(tmp_path, caplog):
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "DIV2K_train_HR.zip").write_bytes(b"from an earlier version")
+    spec = parse_one({"url": "http://127.0.0.1:9/DIV2K_train_HR.zip"}, name="div2k")
+    with pytest.raises(DownloadError):
+        acquire(spec, tmp_path, progress=False)
+    assert "move it to " + str(tmp_path / "downloads" / "div2k" / "DIV2K_train_HR.zip") in (
+        caplog.text.replace("\n", " "))

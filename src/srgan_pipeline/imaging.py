@@ -26,9 +26,11 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "UnreadableImageError",
+    "check_max_pixels",
     "imresize",
     "load_rgb",
     "mod_crop",
+    "open_image",
     "rgb_to_y",
     "to_rgb_array",
 ]
@@ -222,7 +224,9 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(
+    path: str | os.PathLike, max_pixels: int | None = None, limit_name: str = "max_pixels"
+) -> Image.Image:
     """Open an image file and decode it fully, so a damaged file fails here and not later.
 
     Pillow decodes lazily, so a truncated file can "open" fine and fail much later; we force the
@@ -231,22 +235,51 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     (``FileNotFoundError``, ``PermissionError``) is not a decode failure and propagates as is.
     Note: if some code sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` globally, Pillow
     silently pads truncated files and they are no longer detected.
+
+    ``max_pixels`` (width x height) is checked against the header, before any pixel is
+    decoded: Pillow's own decompression-bomb limit (~179 MP) is far above what a pipeline can
+    afford, and a few-kB PNG can declare 36 MP. ``limit_name`` is the setting named in the
+    error (e.g. ``data_prep.max_pixels``), so the user knows what to raise.
     """
     with open(path, "rb") as handle:
         try:
-            img = Image.open(handle)
-            img.load()  # the pixels are in memory now; the file can close
-            return img
+            img = Image.open(handle)  # reads the header only
         # Pillow's format plugins raise a zoo of types on bad input (OSError, SyntaxError,
         # EOFError, struct.error, zlib.error, DecompressionBombError, ValueError...), so catch
         # broadly; the original is chained for debugging.
         except Exception as exc:
+            raise _unreadable(path, exc) from exc
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            img.close()
             raise UnreadableImageError(
-                f"cannot read image {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"cannot read image {os.fspath(path)!r}: {img.width}x{img.height} "
+                f"({img.width * img.height / 1e6:.1f} MP) is more than "
+                f"{limit_name}={max_pixels} pixels; raise {limit_name} to use it"
+            )
+        try:
+            img.load()  # the pixels are in memory now; the file can close
+            return img
+        except Exception as exc:
+            raise _unreadable(path, exc) from exc
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
+def _unreadable(path: str | os.PathLike, exc: Exception) -> UnreadableImageError:
+    return UnreadableImageError(
+        f"cannot read image {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
+    )
+
+
+def load_rgb(
+    path: str | os.PathLike, max_pixels: int | None = None, limit_name: str = "max_pixels"
+) -> np.ndarray:
     """An image file as a uint8 HxWx3 RGB array (:func:`open_image`, then :func:`to_rgb_array`)."""
-    with open_image(path) as img:
+    with open_image(path, max_pixels, limit_name) as img:
         return to_rgb_array(img)
+
+
+def check_max_pixels(value: object, name: str) -> int:
+    """``value`` as a pixel limit, or a ValueError naming the setting ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number of pixels (width x height), "
+                         f"got {value!r}")
+    return value

@@ -18,6 +18,7 @@ Pydantic does the work (already installed with MLflow); only its messages are re
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -141,6 +142,14 @@ def _builtin_names(value: Any) -> Any:
     return tuple(names)
 
 
+def _inside_source(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"must be a folder inside the source (relative, without '..'), got "
+                         f"{value!r}: it must not reach another source's files")
+    return value
+
+
 def _hex_digest(length: int):
     def check(value: str) -> str:
         if not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value):
@@ -189,7 +198,7 @@ class SourceParams(Params):
     size: PositiveInt | None = None
     sha256: Annotated[str, _hex_digest(64)] | None = None
     md5: Annotated[str, _hex_digest(32)] | None = None
-    images_in: str | None = None
+    images_in: Annotated[str, AfterValidator(_inside_source)] | None = None
     builtin: Annotated[tuple[str, ...], BeforeValidator(_builtin_names)] | None = None
     note: str | None = None
 
@@ -222,6 +231,7 @@ Sources = dict[str, SourceParams] | None
 class DataPrepParams(Params):
     raw_dir: str
     min_size: Annotated[PositiveInt, AfterValidator(_at_least_scale)]
+    max_pixels: PositiveInt  # checked from the header before an image is decoded
     show_progress: bool
     tiles: TilesParams
     train_sources: Sources
@@ -323,6 +333,7 @@ class UpscaleParams(Params):
     model: Literal["srgan", "srresnet"]
     device: Device
     tile: PositiveInt
+    max_pixels: PositiveInt  # checked from the header before an image is decoded
 
 
 PARAMETER_BLOCKS: dict[str, Any] = {

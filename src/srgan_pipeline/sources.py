@@ -5,26 +5,37 @@ it is follows from the location it names, so one ``--params`` value can redirect
 
 - ``path``: a folder of images the user already has (``local``); wins over ``url`` when both are
   set, because a copy on disk needs no download;
-- ``url``: an archive, downloaded once into ``<raw_dir>/downloads/``, verified and extracted;
+- ``url``: an archive, downloaded once into ``<raw_dir>/downloads/<source>/``, verified and
+  extracted into ``<raw_dir>/extracted/<source>/``;
 - ``builtin``: names of the colour photographs scikit-image ships inside its wheel (offline).
 
 ``kind`` may also be written explicitly; it must then agree with the location that is set.
+
+Every folder a source writes is named after the source, never after its archive: two sources
+whose URLs end in the same file name (``.../a/data.zip``, ``.../b/data.zip``) or stem
+(``good.zip``, ``good.tar``) must not share a download or an extraction. So a source's name
+must be a plain folder name, and names must differ (ignoring letter case, for macOS and
+Windows disks) across train sources and evaluation sets together.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from srgan_pipeline.downloads import download, extract
+from srgan_pipeline.downloads import check_archive, download, extract
 from srgan_pipeline.params import ParameterError, Sources, validate_params
 
 logger = logging.getLogger(__name__)
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Natural colour photographs inside scikit-image's wheel (skimage/data); the others are
 # grayscale, synthetic or microscopy images that would teach the model little about photos.
@@ -73,6 +84,12 @@ def parse_sources(raw: Mapping[str, Any] | None, param: str) -> list[SourceSpec]
         raise SourceError(str(error)) from None
     specs = []
     for name, source in (sources or {}).items():
+        if not NAME_PATTERN.fullmatch(str(name)):
+            raise SourceError(
+                f"{param}.{name}: source name {name!r} must be a plain folder name (letters, "
+                "digits, '_', '-', '.'; starting with a letter or digit): it names the folders "
+                "of its files"
+            )
         if not source.enabled:
             logger.info("Source %s is disabled (%s.%s.enabled=false)", name, param, name)
             continue
@@ -88,6 +105,29 @@ def parse_sources(raw: Mapping[str, Any] | None, param: str) -> list[SourceSpec]
     return specs
 
 
+def check_distinct_names(groups: Mapping[str, Iterable[SourceSpec]]) -> None:
+    """Refuse two sources of one name (ignoring case) across all groups, naming both.
+
+    A source's name keys its download, extraction and image folders; a train source and an
+    evaluation set of one name would share them.
+    """
+    seen: dict[str, SourceSpec] = {}
+    for specs in groups.values():
+        for spec in specs:
+            other = seen.setdefault(spec.name.casefold(), spec)
+            if other is not spec:
+                raise SourceError(
+                    f"{other.param} and {spec.param} have the same name (ignoring letter case), "
+                    "and a source's name keys the folders its files go to: rename one of them"
+                )
+
+
+def archive_path(spec: SourceSpec, raw_dir: Path) -> Path:
+    """Where a ``url`` source's archive is downloaded to, or is to be placed by hand."""
+    name = Path(unquote(urlsplit(spec.url).path)).name or "download"
+    return Path(raw_dir) / "downloads" / spec.name / name
+
+
 def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
     """Make the source's images available on disk and return the folder holding them."""
     if spec.kind == "local":
@@ -98,12 +138,19 @@ def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
                 f"(resolved to {folder.resolve()}). Point it at a folder of images."
             )
     elif spec.kind == "url":
-        archive = raw_dir / "downloads" / Path(spec.url.split("?")[0]).name
+        archive = archive_path(spec, raw_dir)
+        _check_same_url(spec, archive)
+        legacy = Path(raw_dir) / "downloads" / archive.name  # before per-source folders
+        if legacy.is_file() and not archive.exists():
+            logger.warning("%s: %s is from the layout before per-source folders; if it is this "
+                           "source's archive, move it to %s to skip the download", spec.param,
+                           legacy, archive)
         download(spec.url, archive, size=spec.size, sha256=spec.sha256, md5=spec.md5,
-                 progress=progress)
-        folder = extract(archive, raw_dir / "extracted" / archive.name.split(".")[0])
+                 progress=progress, verify=check_archive)
+        _record_url(spec, archive)
+        folder = extract(archive, Path(raw_dir) / "extracted" / spec.name)
     else:
-        folder = raw_dir / "builtin" / spec.name
+        folder = Path(raw_dir) / "builtin" / spec.name
         _copy_builtin_photos(spec.builtin, folder)
     if spec.images_in:
         folder = folder / spec.images_in
@@ -111,6 +158,38 @@ def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
             raise SourceError(f"{spec.param}.images_in: '{spec.images_in}' is not a folder in "
                               f"{folder.parent}")
     return folder
+
+
+def _url_record(archive: Path) -> Path:
+    return archive.with_name(f"{archive.name}.url.json")
+
+
+def _check_same_url(spec: SourceSpec, archive: Path) -> None:
+    """Refuse an archive on disk that was downloaded from another URL than the source's now.
+
+    Without this, changing ``url`` to another file of the same name (a new host, a new
+    version) would silently keep using the old download.
+    """
+    if not archive.exists():
+        return
+    try:
+        recorded = json.loads(_url_record(archive).read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # placed by hand: nothing says where it came from
+    if recorded != spec.url:
+        raise SourceError(
+            f"{spec.param}.url is {spec.url}, but {archive} was downloaded from {recorded}. "
+            f"Delete {archive.parent} to download the new URL, or set the old one back."
+        )
+
+
+def _record_url(spec: SourceSpec, archive: Path) -> None:
+    record = _url_record(archive)
+    if not record.exists():
+        try:
+            record.write_text(json.dumps({"url": spec.url}))
+        except OSError:  # read-only location: the check is skipped next time
+            pass
 
 
 def _copy_builtin_photos(names: tuple[str, ...], folder: Path) -> None:

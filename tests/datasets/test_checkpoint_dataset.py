@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 from kedro.io.core import DatasetError, Version
@@ -58,3 +61,12 @@ def test_loading_nothing_fails_only_when_the_checkpoint_is_read(tmp_path):
     read = dataset.load()  # a node may take the input and never read it
     with pytest.raises(DatasetError, match="No checkpoint at .*kedro run --pipeline=train_gan"):
         read()
+
+
+def test_saved_checkpoints_follow_the_umask(tmp_path):
+    old = os.umask(0o002)
+    try:
+        TorchCheckpointDataset(filepath=str(tmp_path / "g.pt")).save(state())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "g.pt").stat().st_mode) == 0o664

@@ -1,9 +1,13 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 from kedro.io.core import Version
 from PIL import Image
 
 from srgan_pipeline.datasets import RGBImageDataset
+from srgan_pipeline.datasets.image_dataset import write_bytes_atomic
 
 
 def test_round_trip_is_lossless_and_rgb(tmp_path):
@@ -46,3 +50,22 @@ def test_versioned_saves_keep_every_version(tmp_path):
     assert RGBImageDataset(filepath=path, version=Version(None, None)).load().max() == 9
     old = RGBImageDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None))
     assert old.load().max() == 0
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test, then restores it."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_files_follow_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    RGBImageDataset(filepath=str(tmp_path / "x.png")).save(np.zeros((2, 2, 3), np.uint8))
+    write_bytes_atomic(tmp_path / "sub" / "y.bin", b"123")
+    open(tmp_path / "plain", "wb").close()
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "x.png").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "sub" / "y.bin").stat().st_mode) == mode

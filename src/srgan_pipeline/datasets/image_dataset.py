@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import NewType
 
@@ -88,15 +88,25 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it into place.
 
     ``os.replace`` is atomic on POSIX and Windows, so readers see the old file or the new one,
-    never a partial write.
+    never a partial write. The file gets the permissions a plain ``open(path, "wb")`` would
+    give (0o666 less the umask): ``tempfile.mkstemp`` would make every output owner-only
+    (0o600), and reading the umask means setting it, which races with other threads.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):  # a unique name, as mkstemp picks one, but created with mode 0o666
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary file name beside {path}")
     try:
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(payload)
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-

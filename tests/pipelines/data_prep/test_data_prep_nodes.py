@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from conftest import write_image
-from PIL import Image
+import yaml
+from conftest import PROJECT_ROOT, write_image
+from PIL import Image, ImageFile
 
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.pipelines.data_prep.nodes import (
@@ -12,6 +13,8 @@ from srgan_pipeline.pipelines.data_prep.nodes import (
     summarise_data_prep,
 )
 
+MAX_PIXELS = 16_777_216
+
 
 def manifest_of(folder, name="mine"):
     train, _ = acquire_sources({name: {"path": str(folder)}}, None, "unused", False)
@@ -19,7 +22,8 @@ def manifest_of(folder, name="mine"):
 
 
 def test_normalise_keeps_good_images_and_reports_every_skip(image_folder):
-    partitions, report = normalise_images(manifest_of(image_folder), scale=4, min_size=64)
+    partitions, report = normalise_images(manifest_of(image_folder), scale=4, min_size=64,
+                                           max_pixels=MAX_PIXELS)
     assert sorted(partitions) == ["mine/a", "mine/c", "mine/nested/b"]
     entry = report["mine"]
     assert (entry["found"], entry["kept"]) == (5, 3)
@@ -36,14 +40,57 @@ def test_normalise_keeps_good_images_and_reports_every_skip(image_folder):
 def test_same_name_with_two_suffixes_is_a_reported_skip(tmp_path):
     write_image(tmp_path / "x.png")
     write_image(tmp_path / "x.jpg")
-    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16)
+    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
+                                           max_pixels=MAX_PIXELS)
     assert list(partitions) == ["mine/x"]
     assert "same name" in report["mine"]["skipped"][0]["reason"]
 
 
+def test_names_that_differ_only_in_case_are_a_reported_skip(tmp_path):
+    """``A.png`` and ``a.jpg`` would both be written to ``a.png`` on a macOS or Windows disk."""
+    write_image(tmp_path / "A.png", seed=1)
+    write_image(tmp_path / "a.jpg", seed=2)
+    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
+                                          max_pixels=MAX_PIXELS)
+    assert list(partitions) == ["mine/A"]
+    skip, = report["mine"]["skipped"]
+    assert skip["file"].endswith("a.jpg") and "same name" in skip["reason"]
+
+
+def test_an_image_over_max_pixels_is_a_reported_skip_before_decoding(tmp_path, monkeypatch):
+    write_image(tmp_path / "small.png", (100, 100))
+    Image.new("RGB", (6000, 6000)).save(tmp_path / "huge.png")
+    decode = ImageFile.ImageFile.load
+
+    def load_small_only(image):
+        assert image.size[0] <= 100, f"decoded {image.size}"
+        return decode(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_small_only)
+    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
+                                          max_pixels=1_000_000)
+    assert list(partitions) == ["mine/small"]
+    skip, = report["mine"]["skipped"]
+    assert skip["file"].endswith("huge.png")
+    assert "6000x6000" in skip["reason"] and "data_prep.max_pixels=1000000" in skip["reason"]
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, "big", None, True])
+def test_max_pixels_is_validated(value):
+    with pytest.raises(ValueError, match="data_prep.max_pixels"):
+        normalise_images({}, scale=4, min_size=96, max_pixels=value)
+
+
+@pytest.mark.parametrize("env", ["base", "quickstart", "convergence"])
+def test_the_default_max_pixels_takes_the_largest_div2k_image(tmp_path, env):
+    params = yaml.safe_load((PROJECT_ROOT / "conf" / env / "parameters_data_prep.yml").read_text())
+    limit = params["data_prep"]["max_pixels"]
+    assert 2040 * 2040 <= limit < 36_000_000
+
+
 def test_min_size_is_validated():
     with pytest.raises(ValueError, match=r"data_prep.min_size: must be an integer >= scale \(4\)"):
-        normalise_images({}, scale=4, min_size=2)
+        normalise_images({}, scale=4, min_size=2, max_pixels=MAX_PIXELS)
 
 
 def test_nothing_selected_is_an_error():
@@ -61,7 +108,8 @@ def test_invalid_source_stops_before_any_download(tmp_path, server):
 
 def test_tiles_are_aligned_hr_lr_pairs_covering_each_image(tmp_path):
     hr = write_image(tmp_path / "img.png", (200, 136))[:136, :200]  # already a multiple of 4
-    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16)
+    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
+                                           max_pixels=MAX_PIXELS)
     hr_tiles, lr_tiles = cut_train_tiles(partitions, report, 4, {"size": 96, "stride": 48})
     assert sorted(hr_tiles) == sorted(lr_tiles)
     assert len(hr_tiles) == 2 * 4  # rows 0, 40 (flush with the edge); cols 0, 48, 96, 104
@@ -101,3 +149,13 @@ def test_png_tiles_written_by_the_dataset_round_trip(tmp_path):
     array = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     Image.fromarray(array).save(tmp_path / "t.png", compress_level=1)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t.png")), array)
+
+
+def test_a_train_source_and_an_eval_set_of_one_name_stop_before_any_download(tmp_path, server):
+    server.files["/a.zip"] = server.files["/b.zip"] = b"never fetched"
+    with pytest.raises(ValueError, match="same name") as error:
+        acquire_sources({"set5": {"url": f"{server.url}/a.zip"}},
+                        {"Set5": {"url": f"{server.url}/b.zip"}}, str(tmp_path), False)
+    assert "data_prep.train_sources.set5" in str(error.value)
+    assert "data_prep.eval_sets.Set5" in str(error.value)
+    assert server.requests == []

@@ -3,9 +3,18 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
-from conftest import kedro_project
+from conftest import (
+    kedro_project,
+    kedro_run,
+    kedro_run_fails,
+    tar_bytes,
+    write_image,
+    zip_bytes,
+)
 from kedro.framework.session import KedroSession
+from PIL import Image
 
 
 def run_data_prep(workdir, monkeypatch, runtime_params=None):
@@ -60,3 +69,87 @@ def test_an_eval_set_added_from_the_command_line_with_a_bad_file(tmp_path, monke
     report_file, = (tmp_path / "data" / "08_reporting" / "data_prep_report.json").glob("*/*")
     skipped = json.loads(report_file.read_text())["eval"]["mine"]["skipped"]
     assert sorted(s["file"].rsplit("/", 1)[1] for s in skipped) == ["broken.png", "tiny.png"]
+
+
+# --- url sources through `kedro run`, against a local HTTP server ------------------------------
+
+OFF = ("data_prep.train_sources.skimage_photos.enabled=false,"
+       "data_prep.eval_sets.skimage_heldout.enabled=false")
+
+
+def _pngs(folder, names, seed):
+    """Images written under ``folder`` and their bytes (archive members) and pixels."""
+    members, pixels = {}, {}
+    for offset, name in enumerate(names):
+        pixels[name] = write_image(folder / name, (100, 100), seed=seed + offset)
+        members[name] = (folder / name).read_bytes()
+    return members, pixels
+
+
+def _report(workdir):
+    path, = (workdir / "data" / "08_reporting" / "data_prep_report.json").glob("*/*")
+    return json.loads(path.read_text())
+
+
+def _latest_report(workdir):
+    paths = sorted((workdir / "data" / "08_reporting" / "data_prep_report.json").glob("*/*"))
+    return json.loads(paths[-1].read_text())
+
+
+def test_url_sources_never_share_a_download_through_kedro_run(tmp_path, monkeypatch, server):
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    sources = {  # source -> (group, URL path, archive builder, member names)
+        "a": ("train_sources", "/one/data.zip", zip_bytes, ["a1.png", "a2.png"]),
+        "b": ("train_sources", "/two/data.zip", zip_bytes, ["b1.png"]),
+        "c": ("eval_sets", "/good.zip", zip_bytes, ["c1.png", "c2.png"]),
+        "d": ("eval_sets", "/good.tar", tar_bytes, ["d1.png"]),
+    }
+    pixels, params = {}, [OFF]
+    for seed, (source, (group, url_path, build, names)) in enumerate(sources.items()):
+        members, pixels[source] = _pngs(tmp_path / source, names, seed=10 * seed)
+        server.files[url_path] = build(members)
+        params.append(f"data_prep.{group}.{source}.url={server.url}{url_path}")
+
+    kedro_run(workdir, "--pipeline=data_prep", f"--params={','.join(params)}")
+
+    report = _report(workdir)
+    data = workdir / "data"
+    for source, (group, _, _, names) in sources.items():
+        entry = report["train" if group == "train_sources" else "eval"][source]
+        assert (entry["found"], entry["kept"]) == (len(names), len(names)), source
+        hr = (data / "02_intermediate" / ("train_hr" if group == "train_sources" else "eval_hr")
+              / source)
+        assert sorted(p.name for p in hr.iterdir()) == names
+        for name in names:  # each source holds its own images, not another source's
+            np.testing.assert_array_equal(np.asarray(Image.open(hr / name)),
+                                          pixels[source][name])
+    assert sorted(path for path, _ in server.requests) == sorted(
+        url_path for _, url_path, _, _ in sources.values())
+    for source, (_, url_path, _, _) in sources.items():  # where README says they go
+        assert (data / "01_raw" / "downloads" / source / url_path.rsplit("/", 1)[1]).is_file()
+
+
+@pytest.mark.parametrize("bad", ["web page", "tar cut at a member boundary"])
+def test_an_incomplete_download_is_refused_through_kedro_run(tmp_path, monkeypatch, server, bad):
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    names = [f"{i}.png" for i in range(8)]
+    members, _ = _pngs(tmp_path / "src", names, seed=0)
+    good = tar_bytes(members)
+    cut = good[: good.index(members["3.png"]) - 512]  # just before member 4's header
+    server.files["/set.tar"] = (b"<!DOCTYPE html><html><body>Sign in</body></html>"
+                                if bad == "web page" else cut)
+    params = ("--params=data_prep.train_sources.skimage_photos.enabled=false,"
+              f"data_prep.train_sources.set.url={server.url}/set.tar")
+
+    # Kedro's log handler wraps lines at the terminal width: compare with spaces collapsed
+    output = " ".join(kedro_run_fails(workdir, "--pipeline=data_prep", params).split())
+    assert "is not usable" in output and "deleted" in output and "run again" in output
+    assert "place it at data/01_raw/downloads/set/set.tar;" in output  # README's layout
+    assert ("web page" if bad == "web page" else "end-of-archive marker") in output
+    downloads = workdir / "data" / "01_raw" / "downloads" / "set"
+    assert not downloads.exists() or list(downloads.iterdir()) == []  # nothing kept or recorded
+
+    server.files["/set.tar"] = good  # the server sends the whole archive: the retry works
+    kedro_run(workdir, "--pipeline=data_prep", params)
+    assert _latest_report(workdir)["train"]["set"]["kept"] == 8
+    assert (downloads / "set.tar.sha256").is_file()

@@ -16,7 +16,7 @@ import numpy as np
 
 from srgan_pipeline.imaging import UnreadableImageError, imresize, load_rgb, mod_crop
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.sources import acquire, list_images, parse_sources
+from srgan_pipeline.sources import acquire, check_distinct_names, list_images, parse_sources
 from srgan_pipeline.tiles import tile_grid
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def acquire_sources(
             "data_prep has nothing to do: data_prep.train_sources and data_prep.eval_sets are "
             "both empty or disabled"
         )
+    check_distinct_names(groups)
     manifests: dict[str, dict[str, Any]] = {"train": {}, "eval": {}}
     for group, specs in groups.items():
         for spec in specs:
@@ -58,22 +59,29 @@ def acquire_sources(
     return manifests["train"], manifests["eval"]
 
 
-def prepare_hr_image(path: Path, scale: int) -> np.ndarray:
-    """Decode any image as RGB ``uint8`` and crop it to a multiple of ``scale``."""
-    return mod_crop(load_rgb(path), scale)
+def prepare_hr_image(path: Path, scale: int, max_pixels: int | None = None) -> np.ndarray:
+    """Decode any image as RGB ``uint8`` and crop it to a multiple of ``scale``.
+
+    An image over ``max_pixels`` is refused from its header, before decoding.
+    """
+    return mod_crop(load_rgb(path, max_pixels, "data_prep.max_pixels"), scale)
 
 
 def normalise_images(
-    manifest: dict[str, Any], scale: int, min_size: int
+    manifest: dict[str, Any], scale: int, min_size: int, max_pixels: int
 ) -> tuple[dict[str, Loader], dict[str, Any]]:
     """HR images keyed ``<source>/<name>``, plus a report of what was kept and skipped.
 
     Every image is decoded once here to decide whether it is usable (truncated files only fail
     on a full decode), then again lazily when saved: twice the decoding, but one bad file is a
-    reported skip instead of a crash halfway through writing a data set.
+    reported skip instead of a crash halfway through writing a data set. Two files whose names
+    differ only in suffix or letter case (``x.png``, ``X.jpg``) would be one output file on
+    a case-insensitive disk (macOS, Windows): the first is kept, the other a reported skip.
     """
     min_size = validate_params("data_prep.min_size", min_size, scale=scale)
+    max_pixels = validate_params("data_prep.max_pixels", max_pixels)
     partitions: dict[str, Loader] = {}
+    taken: dict[str, str] = {}  # case-folded key -> key
     report: dict[str, Any] = {}
     for source, entry in manifest.items():
         folder = Path(entry["folder"])
@@ -82,11 +90,13 @@ def normalise_images(
         for relative in entry["images"]:
             key = f"{source}/{relative.rsplit('.', 1)[0]}"
             reason = None
-            if key in partitions:
-                reason = f"another file of {source} has the same name ({key}); kept the first"
+            if key.casefold() in taken:
+                reason = (f"another file of {source} has the same name ({taken[key.casefold()]}, "
+                          "ignoring suffix and letter case); kept the first")
             else:
                 try:
-                    height, width = prepare_hr_image(folder / relative, scale).shape[:2]
+                    height, width = prepare_hr_image(folder / relative, scale,
+                                                     max_pixels).shape[:2]
                 except (UnreadableImageError, FileNotFoundError) as error:
                     reason = str(error)
                 else:
@@ -97,7 +107,8 @@ def normalise_images(
                 logger.warning("Skipped %s: %s", folder / relative, reason)
                 skipped.append({"file": str(folder / relative), "reason": reason})
                 continue
-            partitions[key] = partial(prepare_hr_image, folder / relative, scale)
+            partitions[key] = partial(prepare_hr_image, folder / relative, scale, max_pixels)
+            taken[key.casefold()] = key
             kept[key] = [height, width]
         report[source] = {"folder": str(folder), "found": len(entry["images"]),
                           "kept": len(kept), "skipped": skipped, "sizes": kept}

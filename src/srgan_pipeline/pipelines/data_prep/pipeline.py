@@ -25,13 +25,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 normalise_images,
-                inputs=["train_raw_manifest", "params:scale", "params:data_prep.min_size"],
+                inputs=["train_raw_manifest", "params:scale", "params:data_prep.min_size",
+                        "params:data_prep.max_pixels"],
                 outputs=["train_hr_images", "train_prep_report"],
                 name="normalise_train_images",
             ),
             Node(
                 normalise_images,
-                inputs=["eval_raw_manifest", "params:scale", "params:data_prep.min_size"],
+                inputs=["eval_raw_manifest", "params:scale", "params:data_prep.min_size",
+                        "params:data_prep.max_pixels"],
                 outputs=["eval_hr_images", "eval_prep_report"],
                 name="normalise_eval_images",
             ),

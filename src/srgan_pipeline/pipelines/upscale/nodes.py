@@ -12,6 +12,7 @@ from PIL import Image
 
 from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import generator_from_checkpoint, inference_model, upscale_image
+from srgan_pipeline.output_names import distinct_output_names
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.sources import list_images
 from srgan_pipeline.training import pick_device
@@ -24,13 +25,16 @@ Checkpoint = Callable[[], dict[str, Any]]
 def upscale_folder(
     generator_pretrained: Checkpoint, generator_gan: Checkpoint, upscale: dict[str, Any]
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Any]]:
-    """Upscaled images keyed by their relative path (names kept), plus a report of skips.
+    """Upscaled images keyed by output name, plus a report: input -> output, and skips.
 
-    A file that does not decode is reported and skipped; the others are processed. Each image
-    is upscaled when its partition is saved, so one image is in memory at a time.
+    Every input ends up upscaled under its own output name (its stem, or its whole name when
+    stems collide: :mod:`srgan_pipeline.output_names`) or skipped with the reason: a file that
+    does not decode, or one over ``upscale.max_pixels``. Each image is upscaled when its
+    partition is saved, so one image is in memory at a time.
     """
     settings = validate_params("upscale", upscale)
     model = settings.model
+    max_pixels = settings.max_pixels
     folder = Path(settings.input_dir)
     if not folder.is_dir():
         raise ValueError(f"upscale.input_dir: folder '{folder}' does not exist. Put your images "
@@ -41,19 +45,25 @@ def upscale_folder(
     generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
     tile = settings.tile
-    outputs, skipped = {}, []
+    keys, unnamed = distinct_output_names(names)
+    outputs, upscaled, skipped = {}, {}, []
     for name in names:
-        try:
-            open_image(folder / name).close()  # full decode: a corrupt file fails here
-        except UnreadableImageError as error:
-            logger.warning("Skipped %s", error)
-            skipped.append({"file": name, "reason": str(error)})
+        reason = unnamed.get(name)
+        if reason is None:
+            try:  # header check, then full decode: an oversized or corrupt file fails here
+                open_image(folder / name, max_pixels, "upscale.max_pixels").close()
+            except UnreadableImageError as error:
+                reason = str(error)
+        if reason is not None:
+            logger.warning("Skipped %s: %s", name, reason)
+            skipped.append({"file": name, "reason": reason})
             continue
-        outputs[name.rsplit(".", 1)[0]] = partial(
-            _upscale_file, generator, folder / name, tile=tile, device=device)
+        outputs[keys[name]] = partial(_upscale_file, generator, folder / name, tile=tile,
+                                      device=device)
+        upscaled[name] = f"{keys[name]}.png"
     logger.info("Upscaling %d image(s) from %s with %s (%d skipped)", len(outputs), folder,
                 model, len(skipped))
-    return outputs, {"input_dir": str(folder), "model": model, "upscaled": sorted(outputs),
+    return outputs, {"input_dir": str(folder), "model": model, "upscaled": upscaled,
                      "skipped": skipped}
 
 

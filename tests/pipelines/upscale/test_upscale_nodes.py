@@ -1,0 +1,112 @@
+"""upscale_folder on folders whose file names collide once the suffix is dropped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from conftest import PROJECT_ROOT, write_image
+from PIL import Image
+
+from srgan_pipeline.models import Generator
+from srgan_pipeline.pipelines.upscale import nodes
+
+
+@pytest.fixture
+def tiny_generator(monkeypatch):
+    torch.manual_seed(0)
+    generator = Generator(scale=4, channels=8, num_blocks=1).eval()
+    monkeypatch.setattr(nodes, "generator_from_checkpoint", lambda state: generator)
+
+
+def run(folder, **settings):
+    params = {"input_dir": str(folder), "model": "srgan", "device": "cpu", "tile": 64,
+              "max_pixels": 4_194_304, **settings}
+    return nodes.upscale_folder(dict, dict, params)
+
+
+def accounted_for(report):
+    """Every input file named once: upscaled (input -> output) or skipped."""
+    return sorted([*report["upscaled"], *(s["file"] for s in report["skipped"])])
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (["a.jpg", "a.png"], {"a.jpg": "a.jpg", "a.png": "a.png"}),
+        (["img.bmp", "img.tif", "img.webp", "other.png"],
+         {"img.bmp": "img.bmp", "img.tif": "img.tif", "img.webp": "img.webp",
+          "other.png": "other"}),
+        # a full-name output of one file is the stem output of another
+        (["a.jpg", "a.png", "a.jpg.png"],
+         {"a.jpg": "a.jpg", "a.png": "a.png", "a.jpg.png": "a.jpg.png"}),
+        # names that differ only in letter case are one file on macOS and Windows disks
+        (["A.jpg", "a.png", "b.png"], {"A.jpg": "A.jpg", "a.png": "a.png", "b.png": "b"}),
+        # on a case-sensitive disk: two files, two outputs
+        (["A.png", "a.PNG"], {"A.png": "A.png", "a.PNG": "a.PNG"}),
+        (["x/a.png", "x/a.jpg", "y/a.png", "x.png"],
+         {"x/a.png": "x/a.png", "x/a.jpg": "x/a.jpg", "y/a.png": "y/a", "x.png": "x"}),
+    ],
+)
+def test_every_input_gets_its_own_output(tmp_path, tiny_generator, files, expected):
+    folder = tmp_path / "in"
+    for seed, name in enumerate(files):
+        write_image(folder / name, (12, 10), seed=seed)
+    outputs, report = run(folder)
+    assert report["upscaled"] == {name: f"{key}.png" for name, key in expected.items()}
+    assert sorted(outputs) == sorted(expected.values())
+    assert len(set(report["upscaled"].values())) == len(files)
+    assert report["skipped"] == []
+
+
+def test_a_file_name_that_is_also_a_folder_name_is_not_overwritten(tmp_path, tiny_generator):
+    folder = tmp_path / "in"
+    write_image(folder / "a.jpg", (12, 10))           # would be a.png ...
+    write_image(folder / "a.png" / "b.png", (12, 10))  # ... which is a folder of outputs too
+    outputs, report = run(folder)
+    assert accounted_for(report) == ["a.jpg", "a.png/b.png"]
+    files = {f"{key}.png".casefold() for key in outputs}
+    folders = {parent.casefold() for key in outputs for parent in _parents(key)}
+    assert not files & folders
+
+
+def _parents(key):
+    parts = key.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) + "" for i in range(len(parts))]
+
+
+def test_outputs_are_the_upscaled_inputs(tmp_path, tiny_generator):
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", (12, 10), seed=1)
+    write_image(folder / "a.jpg", (8, 6), seed=2)
+    outputs, _ = run(folder)
+    assert outputs["a.png"]().size == (48, 40)
+    assert outputs["a.jpg"]().size == (32, 24)
+
+
+def test_an_image_over_max_pixels_is_a_reported_skip(tmp_path, tiny_generator):
+    folder = tmp_path / "in"
+    write_image(folder / "small.png", (10, 10))
+    write_image(folder / "big.png", (30, 20))
+    outputs, report = run(folder, max_pixels=500)
+    assert list(outputs) == ["small"]
+    skip, = report["skipped"]
+    assert skip["file"] == "big.png"
+    assert "30x20" in skip["reason"] and "upscale.max_pixels=500" in skip["reason"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "many", True])
+def test_max_pixels_is_validated(tmp_path, tiny_generator, value):
+    write_image(tmp_path / "a.png", (10, 10))
+    with pytest.raises(ValueError, match="upscale.max_pixels"):
+        run(tmp_path, max_pixels=value)
+
+
+@pytest.mark.parametrize("env", ["base", "quickstart"])
+def test_the_default_max_pixels_lets_a_2000_px_square_through(tmp_path, tiny_generator, env):
+    limit = yaml.safe_load((PROJECT_ROOT / "conf" / env / "parameters_upscale.yml").read_text())[
+        "upscale"]["max_pixels"]
+    Image.new("RGB", (2000, 2000)).save(tmp_path / "lr.png")
+    Image.new("RGB", (4000, 4000)).save(tmp_path / "huge.png")  # 16 MP: 256 MP out
+    outputs, report = run(tmp_path, max_pixels=limit)
+    assert list(outputs) == ["lr"] and [s["file"] for s in report["skipped"]] == ["huge.png"]
