@@ -86,7 +86,9 @@ def test_misspelt_data_prep_keys_are_refused_before_anything_is_read(fresh):
     output = kedro_run_fails(
         fresh, "--pipeline=data_prep",
         "--params=data_prep.min_sise=50,data_prep.tile.size=96,data_prp.min_size=50")
-    valid = "valid keys: raw_dir, min_size, show_progress, tiles, train_sources, eval_sets"
+    from srgan_pipeline.params import DataPrepParams  # the list grows with the schema
+
+    valid = "valid keys: " + ", ".join(DataPrepParams.model_fields)
     assert f"data_prep.min_sise: unknown key; {valid}" in output
     assert f"data_prep.tile: unknown key; {valid}" in output
     assert "data_prp: unknown parameter block; valid blocks: scale, data_prep, " in output
