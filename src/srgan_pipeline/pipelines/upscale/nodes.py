@@ -17,6 +17,7 @@ from srgan_pipeline.inference import (
     inference_model,
     upscale_image,
 )
+from srgan_pipeline.serving.registry import is_model_uri, load_model_checkpoint
 from srgan_pipeline.sources import list_images
 from srgan_pipeline.training import pick_device
 
@@ -35,15 +36,17 @@ def upscale_folder(
     is upscaled when its partition is saved, so one image is in memory at a time.
     """
     model = upscale.get("model")
-    if model not in CHECKPOINTS:
-        raise ValueError(f"upscale.model must be one of {list(CHECKPOINTS)}, got {model!r}")
+    if model not in CHECKPOINTS and not is_model_uri(model):
+        raise ValueError(f"upscale.model must be one of {list(CHECKPOINTS)} or an MLflow model "
+                         f"URI (models:/srgan_pipeline_generator@champion), got {model!r}")
     folder = Path(upscale.get("input_dir", ""))
     if not folder.is_dir():
         raise ValueError(f"upscale.input_dir: folder '{folder}' does not exist. Put your images "
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names = list_images(folder, "upscale.input_dir")
     device = pick_device(upscale.get("device", "auto"))
-    checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained}[model]
+    checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained,
+                  }.get(model, partial(load_model_checkpoint, model))
     generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
     tile = upscale.get("tile", DEFAULT_TILE)

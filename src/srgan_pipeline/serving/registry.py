@@ -1,0 +1,84 @@
+"""The Model Registry side: register scored generators, alias the best, read one back.
+
+MLflow stages are deprecated (2.9): the best version carries an alias (``champion``) instead,
+and ``models:/<name>@<alias>`` always means the version the alias points at now.
+
+Which version is "best": each registered version carries tags ``score`` and ``score_rule``
+(e.g. ``mean psnr_y over skimage_heldout``). The alias goes to the highest score among the
+versions scored by the same rule as this evaluation, since scores on other sets or metrics are
+not comparable. A generator is registered once (tag ``weights_sha256``); scoring it again
+updates its tags.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.entities.model_registry import ModelVersion
+
+from srgan_pipeline.serving.model import ARTIFACT
+
+URI_SCHEMES = ("models:/", "runs:/")
+
+
+def is_model_uri(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(URI_SCHEMES)
+
+
+def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
+                     tags: dict[str, str]) -> ModelVersion:
+    """Register ``model_uri`` under ``name`` (once per weights digest); its tags updated."""
+    digest = tags["weights_sha256"]
+    existing = [v for v in client.search_model_versions(f"name = '{name}'")
+                if v.tags.get("weights_sha256") == digest]
+    if existing:
+        version = existing[0]
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        return client.get_model_version(name, version.version)
+    return mlflow.register_model(model_uri, name, tags=tags)
+
+
+def set_champion(client: mlflow.MlflowClient, name: str, alias: str,
+                 score_rule: str) -> ModelVersion | None:
+    """Point ``alias`` at the best-scoring version under ``score_rule`` (newest on ties)."""
+    scored = [v for v in client.search_model_versions(f"name = '{name}'")
+              if v.tags.get("score_rule") == score_rule and "score" in v.tags]
+    if not scored:
+        return None
+    best = max(scored, key=lambda v: (float(v.tags["score"]), int(v.version)))
+    client.set_registered_model_alias(name, alias, best.version)
+    return best
+
+
+def load_model_checkpoint(model_uri: str) -> dict[str, Any]:
+    """The generator checkpoint inside a logged model (``models:/name@alias``, ``runs:/...``).
+
+    Reads the weights file only (``torch.load(weights_only=True)``): no model code runs.
+    """
+    weights = f"{model_uri.rstrip('/')}/artifacts/{ARTIFACT}.pt"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=weights, dst_path=tmp)
+            if not Path(path).is_file():
+                raise ValueError(f"{model_uri} is not a generator model of this project "
+                                 f"(it has no artifacts/{ARTIFACT}.pt)")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except mlflow.exceptions.MlflowException as error:
+        reason = error.message.rstrip(".")
+        raise ValueError(f"cannot load the model {model_uri} from the MLflow store "
+                         f"{mlflow.get_tracking_uri()}: {reason}. List the registered versions "
+                         f"and aliases with `mlflow ui` or the try-it page") from error
+
+
+def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
+    """Every version of ``name``, newest first, with its aliases, model kind and score."""
+    versions = sorted(client.search_model_versions(f"name = '{name}'"),
+                      key=lambda v: -int(v.version))
+    return [{"version": int(v.version), "aliases": list(v.aliases),
+             "model": v.tags.get("model"), "score": v.tags.get("score"),
+             "score_rule": v.tags.get("score_rule")} for v in versions]
