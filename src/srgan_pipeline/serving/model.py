@@ -19,6 +19,7 @@ it from JSON), one encoded PNG/JPEG/... per row. Answer: a column ``image`` of P
 import hashlib
 import importlib.metadata
 import io
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from srgan_pipeline.inference import (
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_PIXELS,
     ImageRequestError,
+    NotAnImageError,
     open_request_image,
     png_bytes,
 )
@@ -50,6 +52,7 @@ COLUMN = "image"
 ARTIFACT = "generator"  # artifacts key of the slim checkpoint, stored as artifacts/generator.pt
 SIGNATURE = ModelSignature(inputs=Schema([ColSpec("binary", COLUMN)]),
                            outputs=Schema([ColSpec("binary", COLUMN)]))
+BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]{4,}")
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # What the model imports, pinned to what is installed: nothing is resolved at serving time with
@@ -83,10 +86,6 @@ class SuperResolutionModel(mlflow.pyfunc.PythonModel):
 
 def request_images(model_input: Any, max_pixels: int) -> list[Image.Image]:
     """Every row's image, decoded and checked; the whole request must fit the pixel budget."""
-    if isinstance(model_input, dict):  # the server's "inputs" form leaves binary base64 text
-        raise ImageRequestError(f"send the images as JSON 'dataframe_split' or "
-                                f"'dataframe_records' with a column '{COLUMN}' (the scoring "
-                                f"server base64-decodes binary columns only there)")
     if not isinstance(model_input, pd.DataFrame) or COLUMN not in model_input.columns:
         raise ImageRequestError(f"send a table with one binary column '{COLUMN}' (one encoded "
                                 f"image per row); got {type(model_input).__name__}")
@@ -100,7 +99,13 @@ def request_images(model_input: Any, max_pixels: int) -> list[Image.Image]:
         try:
             image = open_request_image(bytes(data), max_pixels)
         except ImageRequestError as error:
-            raise type(error)(f"row {row}: {error}") from error
+            hint = ""
+            if isinstance(error, NotAnImageError) and BASE64_TEXT.fullmatch(bytes(data)):
+                # the scoring server's "inputs"/"instances" forms leave binary columns encoded
+                hint = (f" (they look like base64 text: send JSON 'dataframe_split' or "
+                        f"'dataframe_records' with a column '{COLUMN}', which the scoring "
+                        f"server base64-decodes)")
+            raise type(error)(f"row {row}: {error}{hint}") from error
         total += image.width * image.height
         if total > max_pixels:
             raise ImageRequestError(f"the request's images hold {total:,} pixels in all, over "

@@ -60,8 +60,8 @@ def load_model_checkpoint(model_uri: str) -> dict[str, Any]:
 
     Reads the weights file only (``torch.load(weights_only=True)``): no model code runs.
     """
-    weights = f"{model_uri.rstrip('/')}/artifacts/{ARTIFACT}.pt"
     try:
+        weights = _weights_uri(model_uri)
         with tempfile.TemporaryDirectory() as tmp:
             path = mlflow.artifacts.download_artifacts(artifact_uri=weights, dst_path=tmp)
             if not Path(path).is_file():
@@ -73,6 +73,14 @@ def load_model_checkpoint(model_uri: str) -> dict[str, Any]:
         raise ValueError(f"cannot load the model {model_uri} from the MLflow store "
                          f"{mlflow.get_tracking_uri()}: {reason}. List the registered versions "
                          f"and aliases with `mlflow ui` or the try-it page") from error
+
+
+def _weights_uri(model_uri: str) -> str:
+    model_id = model_uri.removeprefix("models:/")
+    if model_uri.startswith("models:/") and "/" not in model_id and "@" not in model_id:
+        # a logged model's id (models:/m-...): MLflow resolves no sub-path under it
+        return f"{mlflow.get_logged_model(model_id).artifact_location}/artifacts/{ARTIFACT}.pt"
+    return f"{model_uri.rstrip('/')}/artifacts/{ARTIFACT}.pt"
 
 
 def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
