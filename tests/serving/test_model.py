@@ -102,7 +102,7 @@ def test_the_weights_read_back_without_running_model_code(logged):
     ([_png((100, 60))], r"row 0: the image is 100x60 = 6,000 pixels, over .* limit of 5,000"),
     ([_png(seed=s) for s in range(5)],
      r"6,000 pixels in all, over this server's limit of 5,000"),
-])
+], ids=["empty", "not-an-image", "truncated", "over-the-limit", "too-many-pixels-in-all"])
 def test_bad_requests_raise_invalid_parameter(logged, rows, words):
     _, _, _, model = logged
     with pytest.raises(MlflowException, match=words) as raised:

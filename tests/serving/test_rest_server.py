@@ -88,7 +88,7 @@ def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
     (_split(_png((520, 520))), "520x520 = 270,400 pixels, over this server's limit of 262,144"),
     (json.dumps({"inputs": {"image": ["aGVsbG8="]}}).encode(), "look like base64 text"),
     (b"{not json", "valid JSON"),
-])
+], ids=["empty", "not-an-image", "truncated", "over-the-limit", "inputs-form", "not-json"])
 def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(rest_server, body, words):
     url, _ = rest_server
     started = time.monotonic()

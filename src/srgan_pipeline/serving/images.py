@@ -43,9 +43,10 @@ def open_request_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         raise ImageTooLargeError(f"the image is far over this server's limit of "
                                  f"{max_pixels:,} LR pixels per request: {error}") from error
     except (UnidentifiedImageError, OSError) as error:
+        detail = "" if isinstance(error, UnidentifiedImageError) else f": {error}"
         raise NotAnImageError(
             f"the {len(data)} bytes sent are not an image Pillow can read (accepted: "
-            f"{', '.join(ACCEPTED_FORMATS)}): {error}") from error
+            f"{', '.join(ACCEPTED_FORMATS)}){detail}") from error
     if image.format not in ACCEPTED_FORMATS:
         raise NotAnImageError(
             f"{image.format} images are not accepted: send one of {', '.join(ACCEPTED_FORMATS)}")

@@ -87,6 +87,9 @@ def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, 
     """Every version of ``name``, newest first, with its aliases, model kind and score."""
     versions = sorted(client.search_model_versions(f"name = '{name}'"),
                       key=lambda v: -int(v.version))
-    return [{"version": int(v.version), "aliases": list(v.aliases),
+    aliases: dict[int, list[str]] = {}  # search_model_versions leaves ModelVersion.aliases empty
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(int(version), []).append(alias)
+    return [{"version": int(v.version), "aliases": sorted(aliases.get(int(v.version), [])),
              "model": v.tags.get("model"), "score": v.tags.get("score"),
              "score_rule": v.tags.get("score_rule")} for v in versions]
