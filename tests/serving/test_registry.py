@@ -40,8 +40,10 @@ def test_kedro_run_registers_the_scored_generators_and_aliases_the_best(tiny_qui
     assert report["champion"]["uri"] == f"models:/{MODEL}@champion"
 
 
-@pytest.fixture
-def client(tmp_path):
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """A scratch store with a run open (a new sqlite store takes seconds to create: one)."""
+    tmp_path = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("x", artifact_location=str(tmp_path / "mlruns"))
@@ -67,18 +69,18 @@ def test_the_alias_goes_to_the_best_score_under_the_same_rule(client):
     rule, other = "mean psnr_y over a", "mean psnr_y over b"
     for digest, score, score_rule in [("1", 20.0, rule), ("2", 22.5, rule), ("3", 99.0, other),
                                       ("4", 21.0, rule)]:
-        register_version(client, "g", _source(f"m{digest}"), {
+        register_version(client, "best", _source(f"m{digest}"), {
             "weights_sha256": digest, "score": str(score), "score_rule": score_rule})
-    assert int(set_champion(client, "g", "champion", rule).version) == 2
-    assert int(client.get_model_version_by_alias("g", "champion").version) == 2
-    assert set_champion(client, "g", "champion", "mean ssim_y over a") is None
+    assert int(set_champion(client, "best", "champion", rule).version) == 2
+    assert int(client.get_model_version_by_alias("best", "champion").version) == 2
+    assert set_champion(client, "best", "champion", "mean ssim_y over a") is None
 
 
 def test_the_same_weights_scored_again_update_their_version(client):
     source = _source("m")
-    first = register_version(client, "g", source, {"weights_sha256": "d", "score": "1.0",
+    first = register_version(client, "again", source, {"weights_sha256": "d", "score": "1.0",
                                                    "score_rule": "r"})
-    again = register_version(client, "g", source, {"weights_sha256": "d", "score": "2.0",
+    again = register_version(client, "again", source, {"weights_sha256": "d", "score": "2.0",
                                                    "score_rule": "r"})
     assert again.version == first.version and again.tags["score"] == "2.0"
-    assert len(client.search_model_versions("name = 'g'")) == 1
+    assert len(client.search_model_versions("name = 'again'")) == 1
