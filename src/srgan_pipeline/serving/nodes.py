@@ -12,8 +12,8 @@ from typing import Any
 import mlflow
 
 from srgan_pipeline import tracking
-from srgan_pipeline.evaluation import METRICS
 from srgan_pipeline.serving.model import log_generator_model
+from srgan_pipeline.serving.params import ServingParams, validate_serving
 from srgan_pipeline.serving.registry import register_version, set_champion
 
 logger = logging.getLogger(__name__)
@@ -25,10 +25,11 @@ CHECKPOINTS = ("srresnet", "srgan")  # the models of evaluation.models that are 
 def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
                          serving: dict[str, Any]) -> None:
     """Log both phases' generators as MLflow models of this run (see ``serving.log_models``)."""
-    if not serving.get("log_models", True) or not tracking.active():
+    settings = validate_serving(serving)
+    if not settings.log_models or not tracking.active():
         return
     for kind, checkpoint in zip(CHECKPOINTS, (generator_pretrained, generator_gan), strict=True):
-        uri, _ = log_generator_model(checkpoint(), kind=kind, **_model_settings(serving))
+        uri, _ = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
         logger.info("Logged the %s generator as MLflow model %s", kind, uri)
 
 
@@ -36,9 +37,10 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
                         evaluation_summary: dict[str, Any], serving: dict[str, Any]
                         ) -> dict[str, Any]:
     """Register every scored generator and point the alias at the best: a report of both."""
-    settings = serving.get("registry") or {}
-    name, alias = settings.get("model_name"), settings.get("alias", "champion")
-    metric, sets = _score_rule(settings, evaluation_summary)
+    settings = validate_serving(serving)
+    name, alias, metric = (settings.registry.model_name, settings.registry.alias,
+                           settings.registry.metric)
+    sets = _scored_sets(settings.registry.sets, evaluation_summary)
     rule = f"mean {metric} over {' '.join(sets)}"
     report: dict[str, Any] = {"model_name": name, "alias": alias, "score_rule": rule,
                               "registered": [], "champion": None}
@@ -51,7 +53,7 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
     scored = [kind for kind in CHECKPOINTS if all(kind in evaluation_summary[s] for s in sets)]
     for kind in scored:
         uri, digest = log_generator_model(checkpoints[kind](), kind=kind,
-                                          **_model_settings(serving))
+                                          **_model_settings(settings))
         score = sum(evaluation_summary[s][kind][metric] for s in sets) / len(sets)
         version = register_version(client, name, uri, {
             "weights_sha256": digest, "model": kind, "score": f"{score:.6f}",
@@ -68,20 +70,14 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
     return report
 
 
-def _model_settings(serving: dict[str, Any]) -> dict[str, Any]:
-    return {key: serving[key] for key in ("max_pixels", "tile") if key in serving}
+def _model_settings(settings: ServingParams) -> dict[str, Any]:
+    return {"max_pixels": settings.max_pixels, "tile": settings.tile}
 
 
-def _score_rule(settings: dict[str, Any], summary: dict[str, Any]) -> tuple[str, list[str]]:
-    metric = settings.get("metric", "psnr_y")
-    if metric not in METRICS:
-        raise ValueError(f"serving.registry.metric must be one of {list(METRICS)}, got "
-                         f"{metric!r}")
-    sets = settings.get("sets") or sorted(summary)
-    if isinstance(sets, str):  # --params splits on commas: several sets are one spaced value
-        sets = sets.split()
+def _scored_sets(sets: tuple[str, ...] | None, summary: dict[str, Any]) -> list[str]:
+    sets = sorted(sets or summary)
     missing = sorted(set(sets) - set(summary))
     if missing:
         raise ValueError(f"serving.registry.sets: {missing} not scored in this evaluation "
                          f"(scored: {sorted(summary)})")
-    return metric, sorted(sets)
+    return sets

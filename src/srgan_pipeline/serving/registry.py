@@ -21,13 +21,10 @@ import torch
 from mlflow.entities.model_registry import ModelVersion
 
 from srgan_pipeline.serving.model import ARTIFACT
+from srgan_pipeline.serving.params import is_model_uri
 
-URI_SCHEMES = ("models:/", "runs:/")
-
-
-def is_model_uri(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(URI_SCHEMES)
-
+__all__ = ["describe_versions", "is_model_uri", "load_model_checkpoint", "register_version",
+           "set_champion"]
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
                      tags: dict[str, str]) -> ModelVersion:
