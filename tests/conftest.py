@@ -197,3 +197,59 @@ def tar_bytes(
             info.type, info.linkname = tarfile.SYMTYPE, target
             tf.addfile(info)
     return buf.getvalue()
+
+
+# --- servers started by a test: a free port, a health wait, and a stop of the whole group ---
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(command: list[str], cwd: Path, log: Path, health_url: str,
+                 env: dict[str, str] | None = None, wait_s: float = 120) -> subprocess.Popen:
+    """``command`` in its own process group (so that its workers can be stopped with it),
+    output to ``log``; returns once ``health_url`` answers 200 (fails the test otherwise)."""
+    import urllib.request
+
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **QUIET_ENV, **(env or {})},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{command[:4]} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process_group(proc)
+            pytest.fail(f"{health_url} not up after {wait_s} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM the process group a test started, wait, then SIGKILL what is left."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap our child so that its zombie does not keep the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)

@@ -102,7 +102,8 @@ def test_unknown_keys_are_refused_with_the_valid_ones_listed(block, key, value, 
      "train_gan.perceptual.layer: must be a VGG19 layer (relu1_1, "),
     ("train_gan", "critic.base_channels", None,
      "train_gan.critic.base_channels: must be an integer, got None"),
-    ("upscale", "model", "esrgan", "upscale.model: must be 'srgan' or 'srresnet', got 'esrgan'"),
+    ("upscale", "model", "esrgan", "upscale.model: must be 'srgan', 'srresnet' or an MLflow "
+                                   "model URI"),
     ("upscale", "tile", 0, "upscale.tile: must be >= 1, got 0"),
     ("evaluation", "models", "bicubic esrgan",
      "evaluation.models: must be a non-empty list drawn from ['bicubic', 'srresnet', 'srgan']"),
@@ -192,11 +193,11 @@ def test_blocks_read_by_each_pipeline():
     from srgan_pipeline.pipelines import data_prep, evaluation, train_gan, upscale
 
     assert blocks_read_by(data_prep.create_pipeline()) == ["data_prep", "scale"]
-    assert blocks_read_by(train_gan.create_pipeline()) == ["scale", "train_gan"]
-    assert blocks_read_by(evaluation.create_pipeline()) == ["evaluation", "scale"]
+    assert blocks_read_by(train_gan.create_pipeline()) == ["scale", "serving", "train_gan"]
+    assert blocks_read_by(evaluation.create_pipeline()) == ["evaluation", "scale", "serving"]
     assert blocks_read_by(upscale.create_pipeline()) == ["upscale"]
     both = data_prep.create_pipeline() + train_gan.create_pipeline()
-    assert blocks_read_by(both) == ["data_prep", "scale", "train_gan"]
+    assert blocks_read_by(both) == ["data_prep", "scale", "serving", "train_gan"]
 
 
 def test_a_single_key_is_as_strict_as_in_its_block():

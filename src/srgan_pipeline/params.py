@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from srgan_pipeline.serving.params import ServingParams  # noqa: E402 (pydantic only)
+
 __all__ = [
     "PARAMETER_BLOCKS",
     "AdversarialParams",
@@ -328,9 +330,18 @@ class EvaluationParams(Params):
     figures: FiguresParams
 
 
+def _generator_choice(value: str) -> str:
+    from srgan_pipeline.serving.params import is_model_uri
+
+    if value not in ("srgan", "srresnet") and not is_model_uri(value):
+        raise ValueError(f"must be 'srgan', 'srresnet' or an MLflow model URI "
+                         f"(models:/srgan_pipeline_generator@champion), got {value!r}")
+    return value
+
+
 class UpscaleParams(Params):
     input_dir: str
-    model: Literal["srgan", "srresnet"]
+    model: Annotated[str, AfterValidator(_generator_choice)]
     device: Device
     tile: PositiveInt
     max_pixels: PositiveInt  # checked from the header before an image is decoded
@@ -342,6 +353,7 @@ PARAMETER_BLOCKS: dict[str, Any] = {
     "train_gan": TrainGanParams,
     "evaluation": EvaluationParams,
     "upscale": UpscaleParams,
+    "serving": ServingParams,
 }
 
 

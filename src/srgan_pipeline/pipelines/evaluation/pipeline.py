@@ -1,6 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models, summarise_evaluation
+from srgan_pipeline.serving.nodes import register_generators
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -19,6 +20,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="evaluation_per_image",
                 outputs=["evaluation_summary", "evaluation_summary_table"],
                 name="summarise_evaluation",
+            ),
+            Node(
+                register_generators,
+                inputs=["generator_pretrained", "generator_gan", "evaluation_summary",
+                        "params:serving"],
+                outputs="model_registry_report",
+                name="register_generators",
             ),
         ]
     )

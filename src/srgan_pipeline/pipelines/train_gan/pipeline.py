@@ -1,6 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator, train_adversarial_gan
+from srgan_pipeline.serving.nodes import log_generator_models
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -18,6 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "params:train_gan"],
                 outputs=["generator_gan", "critic"],
                 name="train_adversarial",
+            ),
+            Node(
+                log_generator_models,
+                inputs=["generator_pretrained", "generator_gan", "params:serving"],
+                outputs=None,
+                name="log_generator_models",
             ),
         ]
     )

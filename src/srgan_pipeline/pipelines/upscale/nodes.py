@@ -14,6 +14,7 @@ from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import generator_from_checkpoint, inference_model, upscale_image
 from srgan_pipeline.output_names import distinct_output_names
 from srgan_pipeline.params import validate_params
+from srgan_pipeline.serving.registry import load_model_checkpoint
 from srgan_pipeline.sources import list_images
 from srgan_pipeline.training import pick_device
 
@@ -41,7 +42,8 @@ def upscale_folder(
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names = list_images(folder, "upscale.input_dir")
     device = pick_device(settings.device)
-    checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained}[model]
+    checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained,
+                  }.get(model, partial(load_model_checkpoint, model))
     generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
     tile = settings.tile

@@ -1,0 +1,99 @@
+"""`mlflow models serve` on the registered champion, as README documents: good and bad requests.
+
+One server per module (start-up ~10-20 s), on 127.0.0.1 and a free port, in its own process
+group, stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from conftest import free_port, start_server, stop_process_group
+from PIL import Image
+
+MODEL_URI = "models:/srgan_pipeline_generator@champion"
+
+
+@pytest.fixture(scope="module")
+def rest_server(tiny_quickstart, tmp_path_factory):
+    workdir, _ = tiny_quickstart
+    port = free_port()
+    log = tmp_path_factory.mktemp("rest_server") / "server.log"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI,
+               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    proc = start_server(command, workdir, log, f"http://127.0.0.1:{port}/ping",
+                        env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"})
+    try:
+        yield f"http://127.0.0.1:{port}", workdir
+    finally:
+        stop_process_group(proc)
+        assert proc.returncode is not None
+
+
+def _invoke(url: str, body: bytes, content_type: str = "application/json"):
+    request = urllib.request.Request(f"{url}/invocations", data=body,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _split(*images: bytes) -> bytes:
+    rows = [[base64.b64encode(image).decode()] for image in images]
+    return json.dumps({"dataframe_split": {"columns": ["image"], "data": rows}}).encode()
+
+
+def _png(size, seed=0) -> bytes:
+    array = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _decoded(prediction: dict) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(prediction["image"])))
+    image.load()
+    return image
+
+
+def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
+    url, workdir = rest_server
+    lr = workdir / "data" / "05_model_input" / "eval" / "skimage_heldout" / "LR_x4"
+    chelsea, rocket = (lr / "chelsea.png").read_bytes(), (lr / "rocket.png").read_bytes()
+    status, answer = _invoke(url, _split(chelsea, rocket))
+    assert status == 200, answer
+    for data, prediction in zip((chelsea, rocket), answer["predictions"], strict=True):
+        width, height = Image.open(io.BytesIO(data)).size
+        assert _decoded(prediction).size == (4 * width, 4 * height)
+    # dataframe_records works too (README's curl example)
+    body = json.dumps({"dataframe_records": [{"image": base64.b64encode(chelsea).decode()}]})
+    status, answer = _invoke(url, body.encode())
+    assert status == 200 and _decoded(answer["predictions"][0]).format == "PNG"
+
+
+@pytest.mark.parametrize("body, words", [
+    (_split(b""), "the request holds no image"),
+    (_split(b"GIF89a? no, plain text"), "not an image"),
+    (_split(_png((64, 48))[:400]), "damaged or truncated"),
+    (_split(_png((520, 520))), "520x520 = 270,400 pixels, over this server's limit of 262,144"),
+    (json.dumps({"inputs": {"image": ["aGVsbG8="]}}).encode(), "look like base64 text"),
+    (b"{not json", "valid JSON"),
+], ids=["empty", "not-an-image", "truncated", "over-the-limit", "inputs-form", "not-json"])
+def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(rest_server, body, words):
+    url, _ = rest_server
+    started = time.monotonic()
+    status, answer = _invoke(url, body)
+    assert status == 400 and words in answer["message"], answer["message"][-500:]
+    assert time.monotonic() - started < 30  # refused up front, not after minutes of inference
+    status, answer = _invoke(url, _split(_png((12, 10))))
+    assert status == 200 and _decoded(answer["predictions"][0]).size == (48, 40)
