@@ -12,13 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from srgan_pipeline import tracking
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
-from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.patches import StorePatchDataset, make_loader
 from srgan_pipeline.training import (
     TrainConfig,
     build_generator,
@@ -26,17 +25,16 @@ from srgan_pipeline.training import (
     pretrain,
     train_adversarial,
 )
+from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[], np.ndarray]
-SETTINGS = ("device", "num_workers", "cache_tiles", "resume", "checkpoint_dir", "generator",
-            "critic", "perceptual", "pretrain", "adversarial")
+SETTINGS = ("device", "num_workers", "resume", "checkpoint_dir", "generator", "critic",
+            "perceptual", "pretrain", "adversarial")
 
 
 def pretrain_generator(
-    train_hr_tiles: dict[str, Loader], train_lr_tiles: dict[str, Loader], scale: int,
-    train_gan: dict[str, Any],
+    train_store: TrainingStore, scale: int, train_gan: dict[str, Any],
 ) -> dict[str, Any]:
     """Phase 1: pixel + weighted VGG loss from scratch; returns the generator checkpoint."""
     settings = _check_settings(train_gan)
@@ -47,7 +45,7 @@ def pretrain_generator(
     perceptual = _perceptual_loss(settings, device)
     generator = build_generator({"scale": scale, **settings["generator"]}, seed=cfg.seed)
     start = _resume_from(settings, "pretrain")
-    batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, start)
+    batches = _batches(train_store, scale, cfg, settings, device, start)
     _log_run_settings("pretrain", device, perceptual, cfg)
     state = pretrain(generator.to(device), batches, perceptual, cfg, start=start,
                      on_log=_log_metrics, on_checkpoint=_checkpoint_writer(settings, "pretrain"))
@@ -56,8 +54,8 @@ def pretrain_generator(
 
 
 def train_adversarial_gan(
-    generator_pretrained: Callable[[], dict[str, Any]], train_hr_tiles: dict[str, Loader],
-    train_lr_tiles: dict[str, Loader], scale: int, train_gan: dict[str, Any],
+    generator_pretrained: Callable[[], dict[str, Any]], train_store: TrainingStore, scale: int,
+    train_gan: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2 from the pretrained generator; returns generator and critic checkpoints."""
     settings = _check_settings(train_gan)
@@ -68,7 +66,7 @@ def train_adversarial_gan(
     generator = build_generator(pretrained["generator_config"], seed=cfg.seed)
     critic = Critic(**settings["critic"])
     start = _resume_from(settings, "adversarial") or pretrained
-    batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device,
+    batches = _batches(train_store, scale, cfg, settings, device,
                        start if start["phase"] == "adversarial" else None)
     _log_run_settings("adversarial", device, perceptual, cfg)
     state = train_adversarial(
@@ -93,9 +91,6 @@ def _check_settings(train_gan: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(train_gan["num_workers"], int) or train_gan["num_workers"] < 0:
         raise ValueError(f"train_gan.num_workers must be an integer >= 0, "
                          f"got {train_gan['num_workers']!r}")
-    if not isinstance(train_gan["cache_tiles"], bool):
-        raise ValueError(f"train_gan.cache_tiles must be true or false (keep decoded tiles in "
-                         f"memory), got {train_gan['cache_tiles']!r}")
     return train_gan
 
 
@@ -104,9 +99,12 @@ def _perceptual_loss(settings: dict[str, Any], device: torch.device) -> VGGPerce
     return VGGPerceptualLoss(layer=perceptual["layer"], weights=perceptual["weights"]).to(device)
 
 
-def _batches(hr_tiles, lr_tiles, scale, cfg, settings, device, start):
-    dataset = PatchDataset(hr_tiles, lr_tiles, patch_size=cfg.patch_size, scale=scale,
-                           cache=settings["cache_tiles"])
+def _batches(store, scale, cfg, settings, device, start):
+    if store.scale != scale:
+        raise ValueError(f"the training store at {store.folder} was written for x{store.scale}, "
+                         f"but scale is {scale}: re-run data_prep "
+                         "(kedro run --pipelines=data_prep)")
+    dataset = StorePatchDataset(store, patch_size=cfg.patch_size)
     return make_loader(dataset, cfg.batch_size, settings["num_workers"], cfg.seed, device,
                        start_batch=start["batches"] if start else 0)
 
