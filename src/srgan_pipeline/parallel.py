@@ -61,11 +61,11 @@ def ordered_map(
                 yield fn(*task)
                 bar.update()
             return
-        pool = _pool(workers)
+        pool, cwd = _pool(workers), os.getcwd()
         pending: deque[Future] = deque()
         try:
             for task in tasks:
-                pending.append(pool.submit(fn, *task))
+                pending.append(pool.submit(_in_directory, cwd, fn, *task))
                 if len(pending) >= 2 * workers:
                     yield pending.popleft().result()
                     bar.update()
@@ -77,6 +77,14 @@ def ordered_map(
             raise
     finally:
         bar.close()
+
+
+def _in_directory(cwd: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run in the caller's working directory: pooled workers outlive a ``chdir`` of the caller,
+    and data_prep's paths (``data_prep.raw_dir``, builtin sources) may be relative."""
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    return fn(*args)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
