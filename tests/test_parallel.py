@@ -1,9 +1,11 @@
 """ordered_map: results in task order from any number of processes, in the caller's folder."""
 
+import multiprocessing
 import os
 
 import pytest
 
+from srgan_pipeline import parallel
 from srgan_pipeline.parallel import available_cores, ordered_map, resolve_workers
 
 
@@ -11,6 +13,16 @@ def test_results_come_in_task_order_from_two_processes():
     tasks = [(n, 3) for n in range(20)]
     assert list(ordered_map(pow, tasks, 2, "pow")) == [n**3 for n in range(20)]
     assert list(ordered_map(pow, tasks, 1, "pow")) == [n**3 for n in range(20)]
+
+
+def test_spawned_workers_too(monkeypatch):
+    """spawn is the default on macOS and Windows: tasks and functions must pickle by name."""
+    parallel._shutdown_pools()
+    monkeypatch.setattr(parallel, "_CONTEXT", multiprocessing.get_context("spawn"))
+    try:
+        assert list(ordered_map(pow, [(2, 5), (3, 2)], 2, "pow")) == [32, 9]
+    finally:
+        parallel._shutdown_pools()
 
 
 def test_workers_follow_the_callers_working_directory(tmp_path, monkeypatch):

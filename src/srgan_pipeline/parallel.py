@@ -5,10 +5,12 @@ consumer lets finished images pile up in RAM. ``ordered_map`` keeps at most ``2 
 tasks in flight and yields results in input order, so outputs do not depend on which worker
 finished first (byte-identical to a one-worker run) and memory holds a few images, not a data set.
 
-Workers are started with ``spawn`` (a fork of a process that already runs threads, as Kedro
-and PyTorch do, can deadlock), so ``fn`` must be a top-level function of an importable module
-and its arguments picklable. One pool per worker count is kept for the life of the process:
-the stages of one ``kedro run`` share it and pay the start-up (~1 s a worker) once.
+Workers start the platform's default way: ``fork`` on Linux (as PyTorch's DataLoader workers
+do; a ``spawn``ed worker re-imports the ``kedro`` command and the project first, measured at
+several seconds a worker on a busy 2-core machine), ``spawn`` on macOS and Windows. So ``fn``
+must be a top-level function of an importable module and its arguments picklable (the tests
+also run under ``spawn``). One pool per worker count is kept for the life of the process: the
+stages of one ``kedro run`` share it and pay the start-up once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 _pools: dict[int, ProcessPoolExecutor] = {}
+_CONTEXT = multiprocessing.get_context()  # the platform's default start method
 
 
 def available_cores() -> int:
@@ -89,8 +92,7 @@ def _in_directory(cwd: str, fn: Callable[..., T], *args: Any) -> T:
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     if workers not in _pools:
-        _pools[workers] = ProcessPoolExecutor(workers,
-                                              mp_context=multiprocessing.get_context("spawn"))
+        _pools[workers] = ProcessPoolExecutor(workers, mp_context=_CONTEXT)
     return _pools[workers]
 
 

@@ -307,5 +307,9 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 def _map(path: Path) -> np.ndarray:
     shape, _ = _npy_header(path)
-    return np.load(path, mmap_mode="r") if shape[0] else np.zeros(0, np.uint8)  # mmap needs bytes
+    if not shape[0]:  # numpy cannot map an empty file
+        return np.zeros(0, np.uint8)
+    # A plain ndarray view of the map: slicing an np.memmap runs its __array_finalize__ on every
+    # view, measured at ~15 % of a training sample's cost.
+    return np.load(path, mmap_mode="r").view(np.ndarray)
 
