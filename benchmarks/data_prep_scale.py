@@ -81,7 +81,8 @@ def scratch_project(folder: Path) -> Path:
     return folder
 
 
-def run_data_prep(project: Path, images: Path, workers: int) -> tuple[float, float, dict]:
+def run_data_prep(project: Path, images: Path, workers: int, threads: dict[str, str]
+                  ) -> tuple[float, float, dict]:
     shutil.rmtree(project / "data", ignore_errors=True)
     params = ",".join([
         "data_prep.train_sources.skimage_photos.enabled=false",
@@ -92,7 +93,7 @@ def run_data_prep(project: Path, images: Path, workers: int) -> tuple[float, flo
     done = subprocess.run(["kedro", "run", "--env=quickstart", "--pipelines=data_prep",
                            f"--params={params}"], cwd=project, capture_output=True, text=True,
                           env={**os.environ, "DO_NOT_TRACK": "true", "COLUMNS": "200",
-                               "KEDRO_DISABLE_TELEMETRY": "1"})
+                               "KEDRO_DISABLE_TELEMETRY": "1", **threads})
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
@@ -108,7 +109,7 @@ def run_data_prep(project: Path, images: Path, workers: int) -> tuple[float, flo
     return pipeline, wall, written
 
 
-def speed(count: int) -> None:
+def speed(count: int, blas_threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images"
         synthetic_photographs(images, count)
@@ -117,8 +118,12 @@ def speed(count: int) -> None:
               f"load average {os.getloadavg()[0]:.2f}")
         project = scratch_project(Path(tmp) / "project")
         results = {}
+        # One process = one core: workers get one BLAS thread each (srgan_pipeline.parallel), and
+        # the one-worker run (in the Kedro process) the same through OMP_NUM_THREADS, unless
+        # --blas-threads says otherwise.
+        threads = {"OMP_NUM_THREADS": str(blas_threads)} if blas_threads else {}
         for workers in (1, 2):
-            pipeline, wall, written = run_data_prep(project, images, workers)
+            pipeline, wall, written = run_data_prep(project, images, workers, threads)
             results[workers] = pipeline
             print(f"  workers={workers}: pipeline {pipeline:6.1f} s ({count / pipeline:.2f} "
                   f"images/s), wall with Kedro start-up {wall:.1f} s; written: "
@@ -135,7 +140,7 @@ def speed(count: int) -> None:
             for cores in (2, 16, 64):
                 seconds = equivalents * per_image / (cores * speedup / 2)
                 need = equivalents * bytes_per_image / seconds / 1e6
-                cells.append(f"{cores} cores {seconds / 3600:.2f} h ({need:.0f} MB/s)")
+                cells.append(f"{cores} cores {seconds / 60:.1f} min ({need:.0f} MB/s written)")
             print(f"  {name} ({equivalents:,.0f} DIV2K-sized images): " + ", ".join(cells))
 
 
@@ -181,11 +186,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=24, help="synthetic images (default 24)")
     ap.add_argument("--per-set", type=int, default=10, help="real images per set for sizes")
     ap.add_argument("--part", choices=("speed", "sizes", "all"), default="all")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="OMP_NUM_THREADS of the Kedro process (0: unset; default 1)")
     args = ap.parse_args()
     if args.part in ("sizes", "all"):
         sizes(args.per_set)
     if args.part in ("speed", "all"):
-        speed(args.images)
+        speed(args.images, args.blas_threads)
 
 
 if __name__ == "__main__":

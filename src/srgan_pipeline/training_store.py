@@ -192,10 +192,10 @@ def _write_image(loader: Callable[[], np.ndarray], size: tuple[int, int], folder
     lr = imresize(hr, 1 / scale)
     for name, offset, array in (("hr.npy", entry["hr_offset"], hr),
                                 ("lr.npy", entry["lr_offset"], lr)):
-        if array.size:
+        if array.size:  # no flush here: msync would write to disk synchronously, per image;
+            # the pages are in the shared page cache, and write_store fsyncs each file once
             target = np.load(folder / name, mmap_mode="r+")
             target[offset:offset + array.size] = array.reshape(-1)
-            target.flush()
             del target
 
 
