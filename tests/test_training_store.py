@@ -132,6 +132,8 @@ def test_any_number_of_workers_writes_the_same_bytes(tmp_path):
 def test_rewriting_replaces_the_store_and_leaves_no_temporary_folders(tmp_path):
     write_store(tmp_path / "s", content())
     smaller = StoreContent(dict(list(content().images.items())[:1]), SCALE, SIZE, STRIDE)
+    (tmp_path / ".s.tmp-killed").mkdir()  # what an interrupted write or swap leaves
+    (tmp_path / "s.old-killed").mkdir()
     write_store(tmp_path / "s", smaller)
     assert len(TrainingStore(tmp_path / "s").images) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

@@ -135,7 +135,8 @@ def write_store(folder: str | os.PathLike, content: StoreContent) -> None:
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # an earlier interrupted write
+    for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"),  # an interrupted write
+                  *folder.parent.glob(f"{folder.name}.old-*")]:   # an interrupted swap
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the store is ordinary project data
