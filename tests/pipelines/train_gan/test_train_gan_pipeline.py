@@ -101,3 +101,20 @@ def test_settings_are_validated_with_their_names(name, value, expected):
     settings = settings["train_gan"] | {name: value}
     with pytest.raises(ValueError, match=re.escape(expected)):
         pretrain_generator(None, 4, settings)
+
+
+def test_a_store_of_another_scale_is_refused(tmp_path):
+    from functools import partial
+
+    import numpy as np
+
+    from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator
+    from srgan_pipeline.training_store import StoreContent, TrainingStore, write_store
+
+    image = partial(np.zeros, (96, 96, 3), np.uint8)
+    write_store(tmp_path / "train_store", StoreContent({"s/a": (image, (96, 96))}, 4, 96, 48))
+    settings = yaml.safe_load((PROJECT_ROOT / "conf/quickstart/parameters_train_gan.yml")
+                              .read_text())["train_gan"]
+    settings |= {"device": "cpu", "checkpoint_dir": str(tmp_path / "in_progress")}
+    with pytest.raises(ValueError, match=r"written for x4, but scale is 2: re-run data_prep"):
+        pretrain_generator(TrainingStore(tmp_path / "train_store"), 2, settings)
