@@ -36,7 +36,7 @@ pytest.importorskip("kedro_viz", reason="kedro-viz is not installed: nothing to 
 BUILD_TIMEOUT_S = 300   # kedro-viz's own limit for a build is 300 s; ~10 s here
 START_TIMEOUT_S = 120   # `kedro viz run` answers in ~10 s here
 STOP_TIMEOUT_S = 20
-EXPECTED_LAYERS = {"train_hr_tiles": "primary", "generator_pretrained": "models",
+EXPECTED_LAYERS = {"train_store": "primary", "generator_pretrained": "models",
                    "evaluation_summary": "reporting"}
 SAVE_VERSION = "2026-01-01T00.00.00.000Z"
 

@@ -235,6 +235,7 @@ class DataPrepParams(Params):
     min_size: Annotated[PositiveInt, AfterValidator(_at_least_scale)]
     max_pixels: PositiveInt  # checked from the header before an image is decoded
     show_progress: bool
+    workers: PositiveInt | None  # null = every core this process may use
     tiles: TilesParams
     train_sources: Sources
     eval_sets: Sources
@@ -302,7 +303,6 @@ class TrainingPhaseParams(PretrainParams, AdversarialParams):
 class TrainGanParams(Params):
     device: Device
     num_workers: NonNegativeInt
-    cache_tiles: bool
     resume: bool
     checkpoint_dir: str
     generator: GeneratorParams

@@ -1,4 +1,4 @@
-"""Training data: random aligned LR/HR patches cut from the data_prep tiles.
+"""Training data: random aligned LR/HR patches cut from the data_prep training store (or tiles).
 
 Reproducibility: the stream of patches is a pure function of (seed, sample number), see
 `_SampleSeeds`, so it does not depend on the number of DataLoader workers, and a resumed run
@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from srgan_pipeline.training_store import TrainingStore
 
 
 class PatchDataset(Dataset):
@@ -79,8 +81,8 @@ class PatchDataset(Dataset):
         else:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = np.random.default_rng(seed)
-        key, s = self.keys[index], self.scale
-        hr, lr = self._tiles(key)
+        s = self.scale
+        key, hr, lr = self._tile(index)
         p = self.patch_size // s
         if lr.shape[0] < p or lr.shape[1] < p:
             raise ValueError(
@@ -98,6 +100,10 @@ class PatchDataset(Dataset):
             if rot:  # with the flips, this reaches all 8 symmetries of the square
                 lr, hr = np.rot90(lr), np.rot90(hr)
         return _to_tensor(lr), _to_tensor(hr)
+
+    def _tile(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        key = self.keys[index]
+        return (key, *self._tiles(key))
 
     def _tiles(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The checked (HR, LR) arrays of tile `key`, from the cache when it has them."""
@@ -119,6 +125,35 @@ class PatchDataset(Dataset):
         if self.cache is not None:
             self.cache[key] = (hr, lr)
         return hr, lr
+
+
+class StorePatchDataset(PatchDataset):
+    """`PatchDataset` over a `TrainingStore`: the same crops, read from memory-mapped arrays.
+
+    Tile i is the store's tile i, in the same (sorted key) order as the PNG tiles, and the crop
+    is taken from the whole image at the tile's origin plus the crop offset: the same pixels as
+    from the PNG tile, so the (seed, sample number) stream is the same. Only the crop's rows are
+    read; the OS page cache holds them for every loader worker (a worker receives the store's
+    folder name and maps the files itself), so there is nothing to cache per worker.
+    """
+
+    def __init__(self, store: TrainingStore, patch_size: int, augment: bool = True):
+        scale = store.scale
+        if not isinstance(patch_size, int) or patch_size <= 0 or patch_size % scale:
+            raise ValueError(
+                f"patch_size must be a positive multiple of the scale ({scale}); got {patch_size!r}"
+            )
+        if not len(store):
+            raise ValueError(f"the training store at {store.folder} has no tiles: add training "
+                             "images to data_prep.train_sources and re-run data_prep")
+        self.store, self.patch_size, self.scale, self.augment = store, patch_size, scale, augment
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def _tile(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        hr, lr = self.store.tile_pair(index)
+        return self.store.tile_key(index), hr, lr
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:

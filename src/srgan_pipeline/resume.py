@@ -6,8 +6,8 @@ identity is a digest of everything that decides the weights the phase ends with:
 * the phase's settings, less the run-control fields a resume may change (``RUN_CONTROL``) and
   the ones that change speed, not the run (memory format, bf16, device, loader workers);
 * the generator and critic architecture and the perceptual loss;
-* the training data: every tile's name and byte size (cheap to read; data_prep rewrites
-  identical files with identical sizes, so re-running it does not orphan a checkpoint);
+* the training data: the training store's index, tile table and file sizes (cheap to read;
+  data_prep rewrites an identical store, so re-running it does not orphan a checkpoint);
 * for phase 2, the weights of the pretrained generator it starts from: after phase 1 is
   resumed or retrained, an adversarial checkpoint that started from other weights is ignored.
 
@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
@@ -41,22 +40,6 @@ RUN_CONTROL = frozenset({"iterations", "max_minutes", "log_every", "checkpoint_e
 
 class ResumeError(RuntimeError):
     """An in-progress checkpoint cannot be used by this run; the message says why and what to do."""
-
-
-def data_fingerprint(*tile_sets: Mapping[str, Callable[[], np.ndarray]]) -> str:
-    """Digest of the training tiles' names and, where the loaders are files, their byte sizes.
-
-    Kedro's PartitionedDataset hands over ``{name: dataset.load}``; the dataset behind a bound
-    ``load`` is asked for ``file_size()`` when it has one (RGBImageDataset does).
-    """
-    digest = hashlib.sha256()
-    for tiles in tile_sets:
-        for name in sorted(tiles):
-            dataset = getattr(tiles[name], "__self__", None)
-            size = dataset.file_size() if hasattr(dataset, "file_size") else None
-            digest.update(f"{name}\0{size}\n".encode())
-        digest.update(b"\1")
-    return digest.hexdigest()
 
 
 def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -75,10 +75,6 @@ class RGBImageDataset(ImageDataset):
             write_bytes_atomic(Path(get_filepath_str(save_path, self._protocol)), buffer.getvalue())
         self._invalidate_cache()
 
-    def file_size(self) -> int:
-        """Bytes of the stored file: fingerprints training data without decoding it."""
-        return int(self._fs.size(get_filepath_str(self._get_load_path(), self._protocol)))
-
     def preview(self, max_size: int = PREVIEW_MAX_SIZE) -> ImagePreview:
         """The saved image, shrunk to at most ``max_size`` px a side, for kedro-viz."""
         return image_preview(super().load(), max_size)

@@ -7,11 +7,12 @@ from PIL import Image, ImageFile
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.pipelines.data_prep.nodes import (
     acquire_sources,
-    cut_train_tiles,
+    build_train_store,
     make_eval_pairs,
     normalise_images,
     summarise_data_prep,
 )
+from srgan_pipeline.training_store import TrainingStore, write_store
 
 MAX_PIXELS = 16_777_216
 
@@ -106,16 +107,19 @@ def test_invalid_source_stops_before_any_download(tmp_path, server):
     assert server.requests == []
 
 
-def test_tiles_are_aligned_hr_lr_pairs_covering_each_image(tmp_path):
+def test_store_tiles_are_aligned_hr_lr_pairs_covering_each_image(tmp_path):
     hr = write_image(tmp_path / "img.png", (200, 136))[:136, :200]  # already a multiple of 4
     partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
                                            max_pixels=MAX_PIXELS)
-    hr_tiles, lr_tiles = cut_train_tiles(partitions, report, 4, {"size": 96, "stride": 48})
-    assert sorted(hr_tiles) == sorted(lr_tiles)
-    assert len(hr_tiles) == 2 * 4  # rows 0, 40 (flush with the edge); cols 0, 48, 96, 104
+    write_store(tmp_path / "store", build_train_store(partitions, report, 4,
+                                                      {"size": 96, "stride": 48}))
+    store = TrainingStore(tmp_path / "store")
+    assert len(store) == 2 * 4  # rows 0, 40 (flush with the edge); cols 0, 48, 96, 104
+    np.testing.assert_array_equal(store.hr_image(0), hr)
     lr_full = imresize(hr, 0.25)
-    for key in hr_tiles:
-        hr_tile, lr_tile = hr_tiles[key](), lr_tiles[key]()
+    np.testing.assert_array_equal(store.lr_image(0), lr_full)
+    for index in range(len(store)):
+        hr_tile, lr_tile = store.tile_pair(index)
         assert hr_tile.shape == (96, 96, 3) and lr_tile.shape == (24, 24, 3)
         # each LR tile is the window of the whole image's LR at the HR tile's place
         matches = [
@@ -126,6 +130,30 @@ def test_tiles_are_aligned_hr_lr_pairs_covering_each_image(tmp_path):
         np.testing.assert_array_equal(lr_tile, lr_full[y // 4:y // 4 + 24, x // 4:x // 4 + 24])
 
 
+def test_store_tiling_is_validated_with_its_parameter_name(tmp_path):
+    write_image(tmp_path / "img.png", (200, 136))
+    partitions, report = normalise_images(manifest_of(tmp_path), scale=4, min_size=16,
+                                          max_pixels=MAX_PIXELS)
+    with pytest.raises(ValueError, match=r"data_prep.tiles: stride \(100\) is larger"):
+        build_train_store(partitions, report, 4, {"size": 96, "stride": 100})
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "all", True])
+def test_workers_is_validated_with_its_parameter_name(image_folder, workers):
+    with pytest.raises(ValueError, match="data_prep.workers must be a positive integer or null"):
+        normalise_images(manifest_of(image_folder), scale=4, min_size=64, max_pixels=MAX_PIXELS,
+                         workers=workers)
+
+
+def test_two_workers_keep_and_skip_the_same_images(image_folder):
+    one = normalise_images(manifest_of(image_folder), scale=4, min_size=64, max_pixels=MAX_PIXELS,
+                           workers=1)
+    two = normalise_images(manifest_of(image_folder), scale=4, min_size=64, max_pixels=MAX_PIXELS,
+                           workers=2)
+    assert one[1] == two[1]  # the report: sizes, skips and reasons, in the same order
+    assert list(one[0]) == list(two[0]) and two[0].workers == 2
+
+
 def test_eval_pairs_follow_the_benchmark_layout():
     hr = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
     pairs = make_eval_pairs({"urban100/img_001": lambda: hr}, scale=4)
@@ -133,11 +161,15 @@ def test_eval_pairs_follow_the_benchmark_layout():
     assert pairs["urban100/LR_x4/img_001"]().shape == (16, 12, 3)
 
 
+class _TwoTiles:
+    def tiles_per_source(self):
+        return {"s": 2}
+
+
 def test_summary_counts_tiles_pairs_and_skips():
     report = {"s": {"folder": "f", "found": 3, "kept": 2, "sizes": {},
                     "skipped": [{"file": "f/x.png", "reason": "corrupt"}]}}
-    summary = summarise_data_prep(report, {"e": {**report["s"], "skipped": []}},
-                                  {"s/a_s001": None, "s/a_s002": None},
+    summary = summarise_data_prep(report, {"e": {**report["s"], "skipped": []}}, _TwoTiles(),
                                   {"e/HR/a": None, "e/LR_x4/a": None})
     assert summary["train"]["s"]["tiles"] == 2
     assert summary["eval"]["e"]["pairs"] == 1

@@ -16,6 +16,8 @@ from conftest import (
 from kedro.framework.session import KedroSession
 from PIL import Image
 
+from srgan_pipeline.training_store import TrainingStore
+
 
 def run_data_prep(workdir, monkeypatch, runtime_params=None):
     project = kedro_project(workdir, monkeypatch)
@@ -25,8 +27,9 @@ def run_data_prep(workdir, monkeypatch, runtime_params=None):
 
 
 def digests(folder):
+    """Every file data_prep writes but the versioned report (its folder name is a timestamp)."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*.png"))}
+            for p in sorted(folder.rglob("*")) if p.is_file() and "08_reporting" not in p.parts}
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +40,17 @@ def quickstart_run(tmp_path_factory):
     return workdir
 
 
-def test_quickstart_writes_tiles_and_eval_pairs(quickstart_run):
+def test_quickstart_writes_the_store_and_eval_pairs(quickstart_run):
     data = quickstart_run / "data"
-    hr_tiles = sorted((data / "03_primary" / "train_hr_tiles").rglob("*.png"))
-    lr_tiles = sorted((data / "03_primary" / "train_lr_tiles").rglob("*.png"))
-    assert len(hr_tiles) > 100
-    assert [p.name for p in hr_tiles] == [p.name for p in lr_tiles]
+    store = TrainingStore(data / "03_primary" / "train_store")
+    assert len(store) == 395  # the 192/96 px tiles of the six photographs
+    assert len(store.images) == 6 and store.scale == 4
     eval_dir = data / "05_model_input" / "eval" / "skimage_heldout"
     assert sorted(p.name for p in (eval_dir / "HR").iterdir()) == ["chelsea.png", "rocket.png"]
     assert sorted(p.name for p in (eval_dir / "LR_x4").iterdir()) == ["chelsea.png", "rocket.png"]
     report_file, = (data / "08_reporting" / "data_prep_report.json").glob("*/data_prep_report.json")
     report = json.loads(report_file.read_text())
-    assert report["train"]["skimage_photos"]["tiles"] == len(hr_tiles)
+    assert report["train"]["skimage_photos"]["tiles"] == len(store)
     assert report["eval"]["skimage_heldout"]["pairs"] == 2
     assert report["skipped_total"] == 0
 
@@ -57,6 +59,13 @@ def test_rerun_on_unchanged_inputs_writes_identical_files(quickstart_run, monkey
     before = digests(quickstart_run / "data")
     run_data_prep(quickstart_run, monkeypatch)
     assert digests(quickstart_run / "data") == before
+
+
+def test_one_worker_writes_the_same_files_as_two(quickstart_run, tmp_path, monkeypatch):
+    run_data_prep(tmp_path, monkeypatch, {"data_prep": {"workers": 1}})
+    two = digests(quickstart_run / "data")  # the default: all cores, 2 on the CI machine
+    assert any(name.startswith("03_primary/train_store/") for name in two)
+    assert digests(tmp_path / "data") == two
 
 
 def test_an_eval_set_added_from_the_command_line_with_a_bad_file(tmp_path, monkeypatch,
@@ -153,3 +162,11 @@ def test_an_incomplete_download_is_refused_through_kedro_run(tmp_path, monkeypat
     kedro_run(workdir, "--pipeline=data_prep", params)
     assert _latest_report(workdir)["train"]["set"]["kept"] == 8
     assert (downloads / "set.tar.sha256").is_file()
+
+
+def test_kedro_run_writes_a_store_that_opens_and_trains(tiny_quickstart):
+    workdir, _ = tiny_quickstart  # `kedro run --env=quickstart` with tiny training settings
+    store = TrainingStore(workdir / "data" / "03_primary" / "train_store")
+    report_file, = (workdir / "data" / "08_reporting" / "data_prep_report.json").glob("*/*")
+    assert json.loads(report_file.read_text())["train"]["skimage_photos"]["tiles"] == len(store)
+    assert list((workdir / "data" / "06_models" / "generator_gan.pt").glob("*/*.pt"))

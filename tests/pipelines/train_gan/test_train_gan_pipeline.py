@@ -1,12 +1,15 @@
 """train_gan on the quickstart data with tiny models, run as a user runs it (`kedro run`)."""
 
+import os
 import re
+import shutil
+import subprocess
 
 import mlflow
 import pytest
 import torch
 import yaml
-from conftest import PROJECT_ROOT, kedro_project, kedro_run
+from conftest import PROJECT_ROOT, QUIET_ENV, kedro_project, kedro_run
 
 TINY = ",".join([
     "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
@@ -69,9 +72,26 @@ def test_phase_two_alone_from_the_existing_pretrained_checkpoint(trained):
     assert len(list((models / "generator_pretrained.pt").iterdir())) == 1  # not retrained
 
 
+def test_a_truncated_store_stops_training_naming_the_file(trained, tmp_path):
+    shutil.copytree(trained / "conf", tmp_path / "conf")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(trained / name, tmp_path / name)
+    (tmp_path / "src").mkdir()
+    store = tmp_path / "data" / "03_primary" / "train_store"
+    shutil.copytree(trained / "data" / "03_primary" / "train_store", store)
+    (store / "lr.npy").write_bytes((store / "lr.npy").read_bytes()[:-1000])
+    done = subprocess.run(["kedro", "run", "--env=quickstart", "--pipelines=train_gan",
+                           f"--params={TINY}"], cwd=tmp_path,
+                          env={**os.environ, **QUIET_ENV, "COLUMNS": "1000"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    output = " ".join((done.stdout + done.stderr).split())  # unwrap rich's console lines
+    assert f"{store / 'lr.npy'} is" in output and "re-run data_prep" in output
+
+
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("num_workers", -1, "train_gan.num_workers: must be >= 0, got -1"),
-    ("cache_tiles", "yes", "train_gan.cache_tiles: must be true or false, got 'yes'"),
+    ("cache_tiles", True, "train_gan.cache_tiles: unknown key"),  # gone with the PNG tiles
     ("tile_cache", True, "train_gan.tile_cache: unknown key; valid keys: device, num_workers, "),
 ])
 def test_settings_are_validated_with_their_names(name, value, expected):
@@ -80,4 +100,21 @@ def test_settings_are_validated_with_their_names(name, value, expected):
     settings = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_train_gan.yml").read_text())
     settings = settings["train_gan"] | {name: value}
     with pytest.raises(ValueError, match=re.escape(expected)):
-        pretrain_generator({}, {}, 4, settings)
+        pretrain_generator(None, 4, settings)
+
+
+def test_a_store_of_another_scale_is_refused(tmp_path):
+    from functools import partial
+
+    import numpy as np
+
+    from srgan_pipeline.pipelines.train_gan.nodes import pretrain_generator
+    from srgan_pipeline.training_store import StoreContent, TrainingStore, write_store
+
+    image = partial(np.zeros, (96, 96, 3), np.uint8)
+    write_store(tmp_path / "train_store", StoreContent({"s/a": (image, (96, 96))}, 4, 96, 48))
+    settings = yaml.safe_load((PROJECT_ROOT / "conf/quickstart/parameters_train_gan.yml")
+                              .read_text())["train_gan"]
+    settings |= {"device": "cpu", "checkpoint_dir": str(tmp_path / "in_progress")}
+    with pytest.raises(ValueError, match=r"written for x4, but scale is 2: re-run data_prep"):
+        pretrain_generator(TrainingStore(tmp_path / "train_store"), 2, settings)

@@ -1,23 +1,29 @@
-"""data_prep nodes: acquire sources, normalise HR images, cut tiles, make evaluation pairs.
+"""data_prep nodes: acquire sources, normalise HR images, write the training store, make
+evaluation pairs.
 
-Partitioned outputs are returned as dictionaries of callables, which kedro-datasets'
-``PartitionedDataset`` calls one at a time while saving, so memory holds one image, not a data set.
+Outputs are returned lazily (dictionaries of callables, a ``StoreContent``) and computed while
+the datasets save them, one image per task in ``data_prep.workers`` processes
+(``srgan_pipeline.parallel``): memory holds a few images, not a data set, and the files are the
+same for any number of workers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from srgan_pipeline.datasets.parallel_partitioned_dataset import ParallelPartitions
 from srgan_pipeline.imaging import UnreadableImageError, imresize, load_rgb, mod_crop
+from srgan_pipeline.parallel import ordered_map, resolve_workers
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.sources import acquire, check_distinct_names, list_images, parse_sources
 from srgan_pipeline.tiles import tile_grid
+from srgan_pipeline.training_store import StoreContent, TrainingStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,99 +74,101 @@ def prepare_hr_image(path: Path, scale: int, max_pixels: int | None = None) -> n
 
 
 def normalise_images(
-    manifest: dict[str, Any], scale: int, min_size: int, max_pixels: int
-) -> tuple[dict[str, Loader], dict[str, Any]]:
+    manifest: dict[str, Any], scale: int, min_size: int, max_pixels: int,
+    workers: int | None = 1, show_progress: bool = False,
+) -> tuple[ParallelPartitions, dict[str, Any]]:
     """HR images keyed ``<source>/<name>``, plus a report of what was kept and skipped.
 
-    Every image is decoded once here to decide whether it is usable (truncated files only fail
-    on a full decode), then again lazily when saved: twice the decoding, but one bad file is a
-    reported skip instead of a crash halfway through writing a data set. Two files whose names
-    differ only in suffix or letter case (``x.png``, ``X.jpg``) would be one output file on
-    a case-insensitive disk (macOS, Windows): the first is kept, the other a reported skip.
+    Every image is decoded once here (in ``data_prep.workers`` processes) to decide whether it
+    is usable (truncated files only fail on a full decode), then again lazily when saved: twice
+    the decoding, but one bad file is a reported skip instead of a crash halfway through
+    writing a data set. Two files whose names differ only in suffix or letter case
+    (``x.png``, ``X.jpg``) would be one output file on a case-insensitive disk (macOS,
+    Windows): the first is kept, the other a reported skip.
     """
     min_size = validate_params("data_prep.min_size", min_size, scale=scale)
     max_pixels = validate_params("data_prep.max_pixels", max_pixels)
+    workers = resolve_workers(workers, "data_prep.workers")
+    files = [(source, Path(entry["folder"]), relative)
+             for source, entry in manifest.items() for relative in entry["images"]]
+    checks = ordered_map(_check_image, [(folder / relative, scale, min_size, max_pixels)
+                                        for _, folder, relative in files],
+                         workers, "check images", show_progress, total=len(files))
     partitions: dict[str, Loader] = {}
     taken: dict[str, str] = {}  # case-folded key -> key
-    report: dict[str, Any] = {}
-    for source, entry in manifest.items():
-        folder = Path(entry["folder"])
-        kept: dict[str, list[int]] = {}
-        skipped: list[dict[str, str]] = []
-        for relative in entry["images"]:
-            key = f"{source}/{relative.rsplit('.', 1)[0]}"
-            reason = None
-            if key.casefold() in taken:
-                reason = (f"another file of {source} has the same name ({taken[key.casefold()]}, "
-                          "ignoring suffix and letter case); kept the first")
-            else:
-                try:
-                    height, width = prepare_hr_image(folder / relative, scale,
-                                                     max_pixels).shape[:2]
-                except (UnreadableImageError, FileNotFoundError) as error:
-                    reason = str(error)
-                else:
-                    if min(height, width) < min_size:
-                        reason = (f"{width}x{height} after mod-crop is smaller than "
-                                  f"data_prep.min_size={min_size}")
-            if reason:
-                logger.warning("Skipped %s: %s", folder / relative, reason)
-                skipped.append({"file": str(folder / relative), "reason": reason})
-                continue
-            partitions[key] = partial(prepare_hr_image, folder / relative, scale, max_pixels)
-            taken[key.casefold()] = key
-            kept[key] = [height, width]
-        report[source] = {"folder": str(folder), "found": len(entry["images"]),
-                          "kept": len(kept), "skipped": skipped, "sizes": kept}
-        logger.info("Source %s: kept %d of %d images, skipped %d", source, len(kept),
-                    len(entry["images"]), len(skipped))
-    return partitions, report
+    report = {source: {"folder": entry["folder"], "found": len(entry["images"]), "kept": 0,
+                       "skipped": [], "sizes": {}} for source, entry in manifest.items()}
+    for (source, folder, relative), outcome in zip(files, checks, strict=True):
+        key = f"{source}/{relative.rsplit('.', 1)[0]}"
+        reason = outcome if isinstance(outcome, str) else None
+        if key.casefold() in taken:
+            reason = (f"another file of {source} has the same name ({taken[key.casefold()]}, "
+                      "ignoring suffix and letter case); kept the first")
+        if reason:
+            logger.warning("Skipped %s: %s", folder / relative, reason)
+            report[source]["skipped"].append({"file": str(folder / relative), "reason": reason})
+            continue
+        partitions[key] = partial(prepare_hr_image, folder / relative, scale, max_pixels)
+        taken[key.casefold()] = key
+        report[source]["sizes"][key] = list(outcome)
+    for source, entry in report.items():
+        entry["kept"] = len(entry["sizes"])
+        logger.info("Source %s: kept %d of %d images, skipped %d", source, entry["kept"],
+                    entry["found"], len(entry["skipped"]))
+    return ParallelPartitions(partitions, workers, "write HR images", show_progress), report
 
 
-def cut_train_tiles(
+def _check_image(path: Path, scale: int, min_size: int,
+                 max_pixels: int | None = None) -> tuple[int, int] | str:
+    """(height, width) after mod-crop, or why the file is skipped (runs in a worker)."""
+    try:
+        height, width = prepare_hr_image(path, scale, max_pixels).shape[:2]
+    except (UnreadableImageError, FileNotFoundError) as error:
+        return str(error)
+    if min(height, width) < min_size:
+        return f"{width}x{height} after mod-crop is smaller than data_prep.min_size={min_size}"
+    return height, width
+
+
+def build_train_store(
     train_hr_images: dict[str, Loader], train_prep_report: dict[str, Any], scale: int,
-    tiles: dict[str, int],
-) -> tuple[dict[str, Loader], dict[str, Loader]]:
-    """Overlapping HR tiles and the LR tiles at the same place, keyed ``<image>_s<NNN>``.
+    tiles: dict[str, int], workers: int | None = 1, show_progress: bool = False,
+) -> StoreContent:
+    """The training store's content: every kept HR image, its LR, and the tile table.
 
-    LR tiles are cut from the LR of the whole image rather than by downsampling each HR tile,
-    so tile borders see the same neighbourhood as the full-image LR (no mirrored padding inside).
+    LR is the MATLAB-bicubic downsampling of the whole image (tiles then cut it at
+    ``tile.lr(scale)``, so tile borders see the same neighbourhood as the full-image LR, with
+    no mirrored padding inside). The work runs while the dataset saves, in ``workers`` processes.
     """
     tiling = validate_params("data_prep.tiles", tiles, scale=scale)
     size, stride = tiling.size, tiling.stride
-    # Partitions are saved in sorted key order, so all tiles of one image are cut while that
-    # image is cached: each image is decoded once per output instead of once per tile.
-    load_hr = lru_cache(maxsize=1)(lambda key: train_hr_images[key]())
-    load_lr = lru_cache(maxsize=1)(lambda key: imresize(load_hr(key), 1 / scale))
-
-    hr_tiles: dict[str, Loader] = {}
-    lr_tiles: dict[str, Loader] = {}
+    images: dict[str, tuple[Loader, tuple[int, int]]] = {}
     for source in train_prep_report.values():
-        for key, (height, width) in source["sizes"].items():
+        for key, (height, width) in sorted(source["sizes"].items()):
             if key not in train_hr_images:
                 raise KeyError(f"{key} is in the data_prep report but not in train_hr_images; "
                                "re-run the normalise_train_images node")
-            for index, tile in enumerate(tile_grid(height, width, size, stride), start=1):
-                tile_key = f"{key}_s{index:03d}"
-                hr_tiles[tile_key] = partial(_crop, load_hr, key, tile.hr())
-                lr_tiles[tile_key] = partial(_crop, load_lr, key, tile.lr(scale))
-    logger.info("Cut %d training tiles (%dpx, stride %d) from %d images", len(hr_tiles), size,
-                stride, sum(len(s["sizes"]) for s in train_prep_report.values()))
-    return hr_tiles, lr_tiles
+            images[key] = (train_hr_images[key], (height, width))
+    content = StoreContent(images, scale, size, stride,
+                           resolve_workers(workers, "data_prep.workers"), show_progress)
+    logger.info("Training store: %d images, %d tiles (%dpx, stride %d)", len(images),
+                sum(len(tile_grid(h, w, size, stride)) for _, (h, w) in images.values()),
+                size, stride)
+    return content
 
 
-def _crop(load: Callable[[str], np.ndarray], key: str, window: tuple[slice, slice]) -> np.ndarray:
-    return load(key)[window]
-
-
-def make_eval_pairs(eval_hr_images: dict[str, Loader], scale: int) -> dict[str, Loader]:
+def make_eval_pairs(
+    eval_hr_images: dict[str, Loader], scale: int, workers: int | None = 1,
+    show_progress: bool = False,
+) -> ParallelPartitions:
     """``<set>/HR/<name>`` and ``<set>/LR_x<scale>/<name>``, the layout SR benchmarks ship in."""
     pairs: dict[str, Loader] = {}
     for key, load in eval_hr_images.items():
         eval_set, name = key.split("/", 1)
         pairs[f"{eval_set}/HR/{name}"] = load
         pairs[f"{eval_set}/LR_x{scale}/{name}"] = partial(_downsample, load, scale)
-    return pairs
+    return ParallelPartitions(pairs, resolve_workers(workers, "data_prep.workers"),
+                              "write evaluation pairs", show_progress)
 
 
 def _downsample(load: Loader, scale: int) -> np.ndarray:
@@ -170,13 +178,11 @@ def _downsample(load: Loader, scale: int) -> np.ndarray:
 def summarise_data_prep(
     train_prep_report: dict[str, Any],
     eval_prep_report: dict[str, Any],
-    train_hr_tiles: dict[str, Loader],
+    train_store: TrainingStore,
     eval_pairs: dict[str, Loader],
 ) -> dict[str, Any]:
     """One report of the whole run: per source, images kept and skipped (with reasons), tiles."""
-    tiles_per_source: dict[str, int] = {}
-    for key in train_hr_tiles:
-        tiles_per_source[key.split("/", 1)[0]] = tiles_per_source.get(key.split("/", 1)[0], 0) + 1
+    tiles_per_source = train_store.tiles_per_source()
     summary: dict[str, Any] = {"train": {}, "eval": {}}
     for group, report in (("train", train_prep_report), ("eval", eval_prep_report)):
         for source, entry in report.items():

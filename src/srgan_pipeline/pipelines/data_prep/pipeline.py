@@ -2,11 +2,13 @@ from kedro.pipeline import Node, Pipeline
 
 from srgan_pipeline.pipelines.data_prep.nodes import (
     acquire_sources,
-    cut_train_tiles,
+    build_train_store,
     make_eval_pairs,
     normalise_images,
     summarise_data_prep,
 )
+
+PARALLEL = ["params:data_prep.workers", "params:data_prep.show_progress"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -26,33 +28,33 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 normalise_images,
                 inputs=["train_raw_manifest", "params:scale", "params:data_prep.min_size",
-                        "params:data_prep.max_pixels"],
+                        "params:data_prep.max_pixels", *PARALLEL],
                 outputs=["train_hr_images", "train_prep_report"],
                 name="normalise_train_images",
             ),
             Node(
                 normalise_images,
                 inputs=["eval_raw_manifest", "params:scale", "params:data_prep.min_size",
-                        "params:data_prep.max_pixels"],
+                        "params:data_prep.max_pixels", *PARALLEL],
                 outputs=["eval_hr_images", "eval_prep_report"],
                 name="normalise_eval_images",
             ),
             Node(
-                cut_train_tiles,
+                build_train_store,
                 inputs=["train_hr_images", "train_prep_report", "params:scale",
-                        "params:data_prep.tiles"],
-                outputs=["train_hr_tiles", "train_lr_tiles"],
-                name="cut_train_tiles",
+                        "params:data_prep.tiles", *PARALLEL],
+                outputs="train_store",
+                name="build_train_store",
             ),
             Node(
                 make_eval_pairs,
-                inputs=["eval_hr_images", "params:scale"],
+                inputs=["eval_hr_images", "params:scale", *PARALLEL],
                 outputs="eval_pairs",
                 name="make_eval_pairs",
             ),
             Node(
                 summarise_data_prep,
-                inputs=["train_prep_report", "eval_prep_report", "train_hr_tiles", "eval_pairs"],
+                inputs=["train_prep_report", "eval_prep_report", "train_store", "eval_pairs"],
                 outputs="data_prep_report",
                 name="summarise_data_prep",
             ),

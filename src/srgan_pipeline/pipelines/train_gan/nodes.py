@@ -13,14 +13,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from srgan_pipeline import resume, tracking
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.patches import StorePatchDataset, make_loader
 from srgan_pipeline.training import (
     TrainConfig,
     build_generator,
@@ -30,15 +29,14 @@ from srgan_pipeline.training import (
     pretrain,
     train_adversarial,
 )
+from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[], np.ndarray]
 
 
 def pretrain_generator(
-    train_hr_tiles: dict[str, Loader], train_lr_tiles: dict[str, Loader], scale: int,
-    train_gan: dict[str, Any],
+    train_store: TrainingStore, scale: int, train_gan: dict[str, Any],
 ) -> dict[str, Any]:
     """Phase 1: pixel + weighted VGG loss from scratch; returns the generator checkpoint."""
     settings = _check_settings(train_gan)
@@ -52,11 +50,11 @@ def pretrain_generator(
     identity = resume.run_identity(
         "pretrain", asdict(cfg), generator=generator_config,
         perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
-        data=resume.data_fingerprint(train_hr_tiles, train_lr_tiles))
+        data=train_store.fingerprint())
     path = resume.checkpoint_path(settings["checkpoint_dir"], "pretrain", identity)
     with resume.owned(path):
         start = _resume_from(settings, path, "pretrain", identity)
-        batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, start)
+        batches = _batches(train_store, scale, cfg, settings, device, start)
         _log_run_settings("pretrain", device, perceptual, cfg, path)
         state = pretrain(generator.to(device), batches, perceptual, cfg, start=start,
                          on_log=_log_metrics, on_checkpoint=_checkpoint_writer(path, identity))
@@ -64,8 +62,8 @@ def pretrain_generator(
 
 
 def train_adversarial_gan(
-    generator_pretrained: Callable[[], dict[str, Any]], train_hr_tiles: dict[str, Loader],
-    train_lr_tiles: dict[str, Loader], scale: int, train_gan: dict[str, Any],
+    generator_pretrained: Callable[[], dict[str, Any]], train_store: TrainingStore, scale: int,
+    train_gan: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2 from the pretrained generator; returns generator and critic checkpoints."""
     settings = _check_settings(train_gan)
@@ -79,14 +77,14 @@ def train_adversarial_gan(
         "adversarial", asdict(cfg), generator=pretrained["generator_config"],
         critic=settings["critic"],
         perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
-        data=resume.data_fingerprint(train_hr_tiles, train_lr_tiles),
+        data=train_store.fingerprint(),
         # Phase 2 belongs to the weights it starts from: a retrained or resumed phase 1
         # makes an older adversarial checkpoint another run's.
         started_from=resume.weights_fingerprint(evaluated_weights(pretrained)["generator"]))
     path = resume.checkpoint_path(settings["checkpoint_dir"], "adversarial", identity)
     with resume.owned(path):
         own = _resume_from(settings, path, "adversarial", identity)
-        batches = _batches(train_hr_tiles, train_lr_tiles, scale, cfg, settings, device, own)
+        batches = _batches(train_store, scale, cfg, settings, device, own)
         _log_run_settings("adversarial", device, perceptual, cfg, path)
         state = train_adversarial(
             generator.to(device), critic.to(device), batches, perceptual, cfg,
@@ -111,9 +109,12 @@ def _perceptual_loss(settings: dict[str, Any], device: torch.device) -> VGGPerce
     return VGGPerceptualLoss(layer=perceptual["layer"], weights=perceptual["weights"]).to(device)
 
 
-def _batches(hr_tiles, lr_tiles, scale, cfg, settings, device, start):
-    dataset = PatchDataset(hr_tiles, lr_tiles, patch_size=cfg.patch_size, scale=scale,
-                           cache=settings["cache_tiles"])
+def _batches(store, scale, cfg, settings, device, start):
+    if store.scale != scale:
+        raise ValueError(f"the training store at {store.folder} was written for x{store.scale}, "
+                         f"but scale is {scale}: re-run data_prep "
+                         "(kedro run --pipelines=data_prep)")
+    dataset = StorePatchDataset(store, patch_size=cfg.patch_size)
     return make_loader(dataset, cfg.batch_size, settings["num_workers"], cfg.seed, device,
                        start_batch=start["batches"] if start else 0)
 

@@ -9,14 +9,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 pretrain_generator,
-                inputs=["train_hr_tiles", "train_lr_tiles", "params:scale", "params:train_gan"],
+                inputs=["train_store", "params:scale", "params:train_gan"],
                 outputs="generator_pretrained",
                 name="pretrain_generator",
             ),
             Node(
                 train_adversarial_gan,
-                inputs=["generator_pretrained", "train_hr_tiles", "train_lr_tiles", "params:scale",
-                        "params:train_gan"],
+                inputs=["generator_pretrained", "train_store", "params:scale", "params:train_gan"],
                 outputs=["generator_gan", "critic"],
                 name="train_adversarial",
             ),
