@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -61,17 +63,64 @@ QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
 
 
-def kedro_run(workdir: Path, *args: str) -> str:
-    """`kedro run --env=quickstart ARGS` in a new process, as a user runs it; returns stdout.
+def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: bool = True,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """`kedro ARGS` in a new process of this interpreter (the project's own Kedro, never a
+    `kedro` found first on PATH), as a user runs it, in ``workdir``.
+
+    ``quiet`` adds QUIET_ENV; ``quiet=False`` removes those variables, so a test can check that
+    the project itself keeps telemetry off. ``env`` entries are added last.
+    """
+    child = {k: v for k, v in os.environ.items() if quiet or k not in QUIET_ENV}
+    child.update((QUIET_ENV if quiet else {}) | (env or {}))
+    return subprocess.run([sys.executable, "-m", "kedro", *args], cwd=workdir, env=child,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def kedro_run(workdir: Path, *args: str, **kwargs) -> str:
+    """`kedro run --env=quickstart ARGS` in a new process (see `kedro`); returns stdout.
 
     A new process also because kedro-mlflow's hook keeps per-process state: a second session
     in one process would reuse the first one's MLflow run.
     """
-    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
-                          env={**os.environ, **QUIET_ENV}, capture_output=True, text=True,
-                          timeout=600)
+    done = kedro(workdir, "run", "--env=quickstart", *args, **kwargs)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done.stdout
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A copy of a scratch project that a test may run in without touching ``source``.
+
+    data/ and mlruns/ are hard links (cheap: checkpoints are large): Kedro and MLflow only
+    add files there, and this project writes files by replacing them, never in place.
+    mlflow.db is a real copy (sqlite writes in place).
+    """
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system
+            shutil.copy2(src, dst)
+
+    for name in ("conf", "src"):
+        shutil.copytree(source / name, dest / name, dirs_exist_ok=True)
+    for name in ("pyproject.toml", ".telemetry", "mlflow.db"):
+        if (source / name).exists():
+            shutil.copy2(source / name, dest / name)
+    for name in ("data", "mlruns"):
+        if (source / name).exists():
+            shutil.copytree(source / name, dest / name, copy_function=link, dirs_exist_ok=True)
+    return dest
+
+
+def versions(folder: Path) -> set[str]:
+    """The version folders of a versioned Kedro dataset (empty when it was never saved)."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def new_version(folder: Path, before: set[str]) -> str:
+    """The one version of ``folder`` that is not in ``before``."""
+    added, = versions(folder) - before
+    return added
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +131,79 @@ def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         kedro_project(workdir, monkeypatch)
     return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}")
+
+
+OFFLINE_SITECUSTOMIZE = '''
+"""Written by tests/conftest.py: refuse and record every network use but loopback."""
+import ipaddress
+import os
+import socket
+
+_LOG = os.environ["SRGAN_TEST_NETWORK_LOG"]
+_connect, _connect_ex, _getaddrinfo = (socket.socket.connect, socket.socket.connect_ex,
+                                       socket.getaddrinfo)
+
+
+def _record(what):
+    with open(_LOG, "a") as log:
+        log.write(f"{os.getpid()} {what}\\n")
+    return OSError(101, f"network refused by the test: {what}")
+
+
+def _local(host):
+    if host in (None, "", "localhost") or str(host).endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        raise _record(f"connect {address[0]}:{address[1]}")
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _record(f"connect {address[0]}:{address[1]}")
+        return 101
+    return _connect_ex(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if not _local(host if isinstance(host, str) else (host or b"").decode()):
+        raise socket.gaierror(socket.EAI_NONAME, str(_record(f"resolve {host}")))
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = (connect, connect_ex,
+                                                                        getaddrinfo)
+'''
+
+
+def offline_env(folder: Path) -> tuple[dict[str, str], Path]:
+    """Child-process environment in which every Python process refuses non-loopback network
+    use and records each attempt (a sitecustomize.py first on PYTHONPATH); and the log file.
+
+    Offline by construction, so a test of the offline behaviour cannot reach the real server,
+    and the log shows whether anything tried.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(OFFLINE_SITECUSTOMIZE)
+    log = folder / "network.log"
+    log.touch()
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "SRGAN_TEST_NETWORK_LOG": str(log)}, log
+
+
+def closed_port_url(name: str = "archive.zip") -> str:
+    """A URL on 127.0.0.1 where nothing listens: a download from it fails at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
 
 
 def write_image(path: Path, size: tuple[int, int] = (128, 96), mode: str = "RGB", seed: int = 0):
@@ -184,3 +306,50 @@ def tar_bytes(
             info.type, info.linkname = tarfile.SYMTYPE, target
             tf.addfile(info)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Test order: `pytest --test-order=reverse` or `--test-order=random` (seed: --test-order-seed)
+# check that no test depends on another having run first. Default: file order.
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("srgan_pipeline")
+    group.addoption("--test-order", choices=("files", "reverse", "random"), default="files",
+                    help="run modules, and the tests in each, in file order (default), "
+                         "reversed, or shuffled")
+    group.addoption("--test-order-seed", type=int, default=None,
+                    help="seed of --test-order=random (default: a new one, printed)")
+
+
+def pytest_configure(config):
+    if config.getoption("--test-order") == "random" and \
+            config.getoption("--test-order-seed") is None:
+        config.option.test_order_seed = random.randrange(10_000)
+
+
+def pytest_report_header(config):
+    order = config.getoption("--test-order")
+    if order == "random":
+        return f"test order: random, --test-order-seed={config.getoption('--test-order-seed')}"
+    return f"test order: {order}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Reorder whole modules, then the tests inside each (module fixtures are set up once)."""
+    order = config.getoption("--test-order")
+    if order == "files":
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    if order == "reverse":
+        groups = [group[::-1] for group in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption("--test-order-seed"))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]
