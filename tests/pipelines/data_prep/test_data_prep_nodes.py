@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from conftest import write_image
-from PIL import Image
+from conftest import PROJECT_ROOT, write_image
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
 
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.pipelines.data_prep.nodes import (
@@ -96,8 +97,18 @@ def test_summary_counts_tiles_pairs_and_skips():
     assert summary["skipped_total"] == 1
 
 
-def test_png_tiles_written_by_the_dataset_round_trip(tmp_path):
-    # guards the claim that compress_level only trades speed for size
-    array = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    Image.fromarray(array).save(tmp_path / "t.png", compress_level=1)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t.png")), array)
+def test_tiles_saved_through_the_catalog_load_back_unchanged(tmp_path, monkeypatch):
+    # conf/base saves tiles with compress_level 1 for speed: it must stay lossless
+    conf = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base",
+                             default_run_env="local")
+    catalog = DataCatalog.from_config(conf["catalog"])
+    monkeypatch.chdir(tmp_path)  # the catalog's paths are relative
+    write_image(tmp_path / "in" / "img.png", (200, 136))
+    partitions, report = normalise_images(manifest_of(tmp_path / "in"), scale=4, min_size=16)
+    hr_tiles, lr_tiles = cut_train_tiles(partitions, report, 4, {"size": 96, "stride": 48})
+    for name, tiles in (("train_hr_tiles", hr_tiles), ("train_lr_tiles", lr_tiles)):
+        catalog.save(name, tiles)
+        loaded = catalog.load(name)
+        assert sorted(loaded) == sorted(tiles)
+        for key, tile in tiles.items():
+            np.testing.assert_array_equal(loaded[key](), tile(), err_msg=f"{name} {key}")

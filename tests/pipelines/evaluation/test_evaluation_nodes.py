@@ -3,23 +3,51 @@ import pandas as pd
 import pytest
 
 from srgan_pipeline.evaluation import comparison_figure, group_pairs, summary_table
-from srgan_pipeline.pipelines.evaluation.nodes import _figure_images, _selected_models
+from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
+from srgan_pipeline.training import build_generator, describe_generator
+
+
+def eval_pairs(names, eval_set="urban100", size=32):
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for name in names:
+        hr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        pairs[f"{eval_set}/HR/{name}"] = lambda hr=hr: hr
+        pairs[f"{eval_set}/LR_x4/{name}"] = lambda hr=hr: hr[::4, ::4]
+    return pairs
+
+
+def tiny_checkpoint():
+    generator = build_generator({"scale": 4, "channels": 8, "num_blocks": 1}, seed=0)
+    return {"generator_config": describe_generator(generator),
+            "generator": generator.state_dict()}
 
 
 def test_models_come_as_a_list_or_one_space_separated_string():
-    assert _selected_models(["bicubic", "srgan"]) == ["bicubic", "srgan"]
-    assert _selected_models("bicubic srresnet") == ["bicubic", "srresnet"]
+    pairs = eval_pairs(["a"])
+    for models, expected in ((["bicubic", "srgan"], ["bicubic", "srgan"]),
+                             ("bicubic srresnet", ["bicubic", "srresnet"])):
+        per_image, _, _ = evaluate_models(pairs, tiny_checkpoint, tiny_checkpoint, 4,
+                                          {"models": models, "figures": {"default_count": 0}})
+        assert list(per_image.model) == expected
     for bad in ([], "bicubic esrgan", None):
         with pytest.raises(ValueError, match="evaluation.models"):
-            _selected_models(bad)
+            evaluate_models(pairs, None, None, 4, {"models": bad})
 
 
 def test_figure_images_named_per_set_or_the_first_few():
-    names = ["img_001", "img_002", "img_003"]
-    assert _figure_images({"default_count": 2}, "urban100", names) == ["img_001", "img_002"]
-    assert _figure_images({"images": {"urban100": ["img_003"]}}, "urban100", names) == ["img_003"]
+    pairs = eval_pairs(["img_001", "img_002", "img_003"])
+
+    def figures(settings):
+        _, samples, figures = evaluate_models(pairs, None, None, 4,
+                                              {"models": "bicubic", "figures": settings})
+        assert sorted(samples) == [f"{k}_bicubic" for k in sorted(figures)]
+        return sorted(figures)
+
+    assert figures({"default_count": 2}) == ["urban100/img_001", "urban100/img_002"]
+    assert figures({"images": {"urban100": ["img_003"]}}) == ["urban100/img_003"]
     with pytest.raises(ValueError, match=r"evaluation.figures.images.urban100.*img_404"):
-        _figure_images({"images": {"urban100": ["img_404"]}}, "urban100", names)
+        figures({"images": {"urban100": ["img_404"]}})
 
 
 def test_pairs_group_by_set_and_a_missing_lr_is_an_error():
@@ -50,14 +78,7 @@ def test_comparison_figure_puts_five_equal_panels_side_by_side():
 
 
 def test_images_per_set_scores_the_first_n_by_name():
-    from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
-
-    rng = np.random.default_rng(0)
-    pairs = {}
-    for name in ("c", "a", "b"):
-        hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        pairs[f"s/HR/{name}"] = lambda hr=hr: hr
-        pairs[f"s/LR_x4/{name}"] = lambda hr=hr: hr[::4, ::4]
+    pairs = eval_pairs(["c", "a", "b"], eval_set="s")
     params = {"models": ["bicubic"], "images_per_set": 2, "figures": {"default_count": 0}}
     per_image, _, _ = evaluate_models(pairs, None, None, 4, params)
     assert list(per_image.image) == ["a", "b"]
