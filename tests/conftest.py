@@ -91,15 +91,19 @@ def kedro_run(workdir: Path, *args: str, **kwargs) -> str:
 def copy_project(source: Path, dest: Path) -> Path:
     """A copy of a scratch project that a test may run in without touching ``source``.
 
-    data/ and mlruns/ are hard links (cheap: checkpoints are large): Kedro and MLflow only
-    add files there, and this project writes files by replacing them, never in place.
-    mlflow.db is a real copy (sqlite writes in place).
+    Checkpoints and images under data/ and mlruns/ are hard links (cheap: checkpoints are
+    large): this project writes them by replacing the file (atomic writes) and MLflow only adds
+    artifacts, so a run in the copy never changes the source's. Everything else (JSON, CSV,
+    mlflow.db, which are written in place) is copied.
     """
-    def link(src, dst):
+    def link_or_copy(src, dst):
+        if not str(src).endswith((".pt", ".png")):
+            return shutil.copy2(src, dst)
         try:
             os.link(src, dst)
         except OSError:  # another file system
             shutil.copy2(src, dst)
+        return dst
 
     for name in ("conf", "src"):
         shutil.copytree(source / name, dest / name, dirs_exist_ok=True)
@@ -108,7 +112,8 @@ def copy_project(source: Path, dest: Path) -> Path:
             shutil.copy2(source / name, dest / name)
     for name in ("data", "mlruns"):
         if (source / name).exists():
-            shutil.copytree(source / name, dest / name, copy_function=link, dirs_exist_ok=True)
+            shutil.copytree(source / name, dest / name, copy_function=link_or_copy,
+                            dirs_exist_ok=True)
     return dest
 
 
@@ -126,11 +131,21 @@ def new_version(folder: Path, before: set[str]) -> str:
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     """A scratch project after the whole quickstart (data_prep, tiny train_gan, evaluation):
-    its folder and the run's stdout. Shared by the tests that only read what it made."""
+    its folder and the run's stdout. Shared by the tests that only read what it made; a test
+    that runs anything in it works on a `copy_project` of it.
+
+    The run is offline by construction and without QUIET_ENV, so it also witnesses that the
+    project itself keeps telemetry off and uses no network (tests/test_telemetry.py reads
+    QUICKSTART_NETWORK_LOG).
+    """
     workdir = tmp_path_factory.mktemp("tiny_quickstart")
     with pytest.MonkeyPatch.context() as monkeypatch:
         kedro_project(workdir, monkeypatch)
-    return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}")
+    env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
+    return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
+
+
+QUICKSTART_NETWORK_LOG = Path(".offline") / "network.log"  # in tiny_quickstart's folder
 
 
 OFFLINE_SITECUSTOMIZE = '''
@@ -140,6 +155,9 @@ import os
 import socket
 
 _LOG = os.environ["SRGAN_TEST_NETWORK_LOG"]
+with open(_LOG + ".env", "a") as _env:  # which telemetry switches this process inherited
+    _env.write(" ".join(k for k in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY",
+                                    "KEDRO_DISABLE_TELEMETRY") if k in os.environ) + "\\n")
 _connect, _connect_ex, _getaddrinfo = (socket.socket.connect, socket.socket.connect_ex,
                                        socket.getaddrinfo)
 
