@@ -6,7 +6,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from conftest import copy_project, kedro_project, kedro_run, write_image
+from conftest import copy_project, kedro_project, kedro_run, new_version, versions, write_image
 from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
@@ -109,3 +109,22 @@ def test_bicubic_alone_needs_no_checkpoint(tmp_path, monkeypatch):
                        "--params=evaluation.models=bicubic")
     assert "| skimage_heldout | bicubic |" in stdout
     assert not (tmp_path / "data" / "06_models" / "generator_gan.pt").exists()
+
+
+def test_an_eval_set_added_with_params_is_scored_with_srresnet(quickstart, tmp_path,
+                                                               image_folder):
+    """README: `kedro run --pipelines=data_prep,evaluation --params="data_prep.eval_sets.<set>
+    .path=..."` with `"evaluation.models=bicubic srresnet"` (the pretrained generator of the
+    tiny quickstart)."""
+    workdir = copy_project(quickstart[0], tmp_path / "project")
+    reporting = workdir / "data" / "08_reporting" / "evaluation_summary.json"
+    before = versions(reporting)
+    stdout = kedro_run(workdir, "--pipelines=data_prep,evaluation",
+                       f"--params=data_prep.eval_sets.mine.path={image_folder},"
+                       "evaluation.models=bicubic srresnet")
+    summary = json.loads((reporting / new_version(reporting, before) / reporting.name)
+                         .read_text())
+    assert sorted(summary) == ["mine", "skimage_heldout"]
+    assert sorted(summary["mine"]) == ["bicubic", "srresnet"]
+    assert summary["mine"]["srresnet"]["images"] == 3  # a, b, c; broken and tiny skipped
+    assert "| mine | srresnet |" in stdout and "| mine | bicubic |" in stdout
