@@ -4,7 +4,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import kedro_project
+from conftest import copy_project, kedro_project
 from kedro.framework.session import KedroSession
 
 
@@ -44,10 +44,12 @@ def test_quickstart_writes_tiles_and_eval_pairs(quickstart_run):
     assert report["skipped_total"] == 0
 
 
-def test_rerun_on_unchanged_inputs_writes_identical_files(quickstart_run, monkeypatch):
-    before = digests(quickstart_run / "data")
-    run_data_prep(quickstart_run, monkeypatch)
-    assert digests(quickstart_run / "data") == before
+def test_rerun_on_unchanged_inputs_writes_identical_files(quickstart_run, tmp_path,
+                                                         monkeypatch):
+    workdir = copy_project(quickstart_run, tmp_path / "project")  # the rerun adds a report
+    before = digests(workdir / "data")
+    run_data_prep(workdir, monkeypatch)
+    assert digests(workdir / "data") == before
 
 
 def test_an_eval_set_added_from_the_command_line_with_a_bad_file(tmp_path, monkeypatch,
