@@ -61,6 +61,13 @@ TINY_TRAINING = ",".join([
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
+# Variables by which a library concludes it runs under a test or CI and keeps its telemetry
+# quiet (MLflow reads all of these, pytest sets PYTEST_CURRENT_TEST): a test of the project's
+# own telemetry switches runs its child without them.
+TESTING_ENV = ("PYTEST_CURRENT_TEST", "PYTEST_VERSION", "CI", "GITHUB_ACTIONS", "CIRCLECI",
+               "GITLAB_CI", "JENKINS_URL", "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER",
+               "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION",
+               "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID")
 
 
 def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: bool = True,
@@ -68,10 +75,11 @@ def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: b
     """`kedro ARGS` in a new process of this interpreter (the project's own Kedro, never a
     `kedro` found first on PATH), as a user runs it, in ``workdir``.
 
-    ``quiet`` adds QUIET_ENV; ``quiet=False`` removes those variables, so a test can check that
-    the project itself keeps telemetry off. ``env`` entries are added last.
+    ``quiet`` adds QUIET_ENV; ``quiet=False`` removes those variables and TESTING_ENV, so a test
+    can check that the project itself keeps telemetry off. ``env`` entries are added last.
     """
-    child = {k: v for k, v in os.environ.items() if quiet or k not in QUIET_ENV}
+    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
+    child = {k: v for k, v in os.environ.items() if k not in hiding}
     child.update((QUIET_ENV if quiet else {}) | (env or {}))
     return subprocess.run([sys.executable, "-m", "kedro", *args], cwd=workdir, env=child,
                           capture_output=True, text=True, timeout=timeout)
@@ -156,8 +164,7 @@ import socket
 
 _LOG = os.environ["SRGAN_TEST_NETWORK_LOG"]
 with open(_LOG + ".env", "a") as _env:  # which telemetry switches this process inherited
-    _env.write(" ".join(k for k in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY",
-                                    "KEDRO_DISABLE_TELEMETRY") if k in os.environ) + "\\n")
+    _env.write(" ".join(k for k in WATCHED if k in os.environ) + "\\n")
 _connect, _connect_ex, _getaddrinfo = (socket.socket.connect, socket.socket.connect_ex,
                                        socket.getaddrinfo)
 
@@ -198,7 +205,7 @@ def getaddrinfo(host, *args, **kwargs):
 
 socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = (connect, connect_ex,
                                                                         getaddrinfo)
-'''
+'''.replace("WATCHED", repr((*QUIET_ENV, *TESTING_ENV)))
 
 
 def offline_env(folder: Path) -> tuple[dict[str, str], Path]:
