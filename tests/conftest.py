@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -59,17 +61,37 @@ TINY_TRAINING = ",".join([
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
+# Variables by which a library concludes it runs under a test or CI and keeps its telemetry
+# quiet (MLflow reads all of these, pytest sets PYTEST_CURRENT_TEST): a test of the project's
+# own telemetry switches runs its child without them.
+TESTING_ENV = ("PYTEST_CURRENT_TEST", "PYTEST_VERSION", "CI", "GITHUB_ACTIONS", "CIRCLECI",
+               "GITLAB_CI", "JENKINS_URL", "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER",
+               "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION",
+               "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID")
 
 
-def kedro_run(workdir: Path, *args: str) -> str:
-    """`kedro run --env=quickstart ARGS` in a new process, as a user runs it; returns stdout.
+def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: bool = True,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """`kedro ARGS` in a new process of this interpreter (the project's own Kedro, never a
+    `kedro` found first on PATH), as a user runs it, in ``workdir``.
+
+    ``quiet`` adds QUIET_ENV; ``quiet=False`` removes those variables and TESTING_ENV, so a test
+    can check that the project itself keeps telemetry off. ``env`` entries are added last.
+    """
+    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
+    child = {k: v for k, v in os.environ.items() if k not in hiding}
+    child.update((QUIET_ENV if quiet else {}) | (env or {}))
+    return subprocess.run([sys.executable, "-m", "kedro", *args], cwd=workdir, env=child,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def kedro_run(workdir: Path, *args: str, **kwargs) -> str:
+    """`kedro run --env=quickstart ARGS` in a new process (see `kedro`); returns stdout.
 
     A new process also because kedro-mlflow's hook keeps per-process state: a second session
     in one process would reuse the first one's MLflow run.
     """
-    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
-                          env={**os.environ, **QUIET_ENV}, capture_output=True, text=True,
-                          timeout=600)
+    done = kedro(workdir, "run", "--env=quickstart", *args, **kwargs)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -77,22 +99,145 @@ def kedro_run(workdir: Path, *args: str) -> str:
 def kedro_run_fails(workdir: Path, *args: str) -> str:
     """`kedro run --env=quickstart ARGS` that must exit non-zero; returns stdout + stderr with
     runs of whitespace as one space (the error box wraps long lines at the console width)."""
-    done = subprocess.run(["kedro", "run", "--env=quickstart", *args], cwd=workdir,
-                          env={**os.environ, **QUIET_ENV, "COLUMNS": "200"},
-                          capture_output=True, text=True, timeout=600)
+    done = kedro(workdir, "run", "--env=quickstart", *args, env={"COLUMNS": "200"})
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-4000:]
     return " ".join(output.split())
 
 
+def copy_project(source: Path, dest: Path) -> Path:
+    """A copy of a scratch project that a test may run in without touching ``source``.
+
+    Checkpoints and images under data/ and mlruns/ are hard links (cheap: checkpoints are
+    large): this project writes them by replacing the file (atomic writes) and MLflow only adds
+    artifacts, so a run in the copy never changes the source's. Everything else (JSON, CSV,
+    mlflow.db, which are written in place) is copied.
+    """
+    def link_or_copy(src, dst):
+        if not str(src).endswith((".pt", ".png")):
+            return shutil.copy2(src, dst)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system
+            shutil.copy2(src, dst)
+        return dst
+
+    for name in ("conf", "src"):
+        shutil.copytree(source / name, dest / name, dirs_exist_ok=True)
+    for name in ("pyproject.toml", ".telemetry", "mlflow.db"):
+        if (source / name).exists():
+            shutil.copy2(source / name, dest / name)
+    for name in ("data", "mlruns"):
+        if (source / name).exists():
+            shutil.copytree(source / name, dest / name, copy_function=link_or_copy,
+                            dirs_exist_ok=True)
+    return dest
+
+
+def versions(folder: Path) -> set[str]:
+    """The version folders of a versioned Kedro dataset (empty when it was never saved)."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def new_version(folder: Path, before: set[str]) -> str:
+    """The one version of ``folder`` that is not in ``before``."""
+    added, = versions(folder) - before
+    return added
+
+
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     """A scratch project after the whole quickstart (data_prep, tiny train_gan, evaluation):
-    its folder and the run's stdout. Shared by the tests that only read what it made."""
+    its folder and the run's stdout. Shared by the tests that only read what it made; a test
+    that runs anything in it works on a `copy_project` of it.
+
+    The run is offline by construction and without QUIET_ENV, so it also witnesses that the
+    project itself keeps telemetry off and uses no network (tests/test_telemetry.py reads
+    QUICKSTART_NETWORK_LOG).
+    """
     workdir = tmp_path_factory.mktemp("tiny_quickstart")
     with pytest.MonkeyPatch.context() as monkeypatch:
         kedro_project(workdir, monkeypatch)
-    return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}")
+    env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
+    return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
+
+
+QUICKSTART_NETWORK_LOG = Path(".offline") / "network.log"  # in tiny_quickstart's folder
+
+
+OFFLINE_SITECUSTOMIZE = '''
+"""Written by tests/conftest.py: refuse and record every network use but loopback."""
+import ipaddress
+import os
+import socket
+
+_LOG = os.environ["SRGAN_TEST_NETWORK_LOG"]
+with open(_LOG + ".env", "a") as _env:  # which telemetry switches this process inherited
+    _env.write(" ".join(k for k in WATCHED if k in os.environ) + "\\n")
+_connect, _connect_ex, _getaddrinfo = (socket.socket.connect, socket.socket.connect_ex,
+                                       socket.getaddrinfo)
+
+
+def _record(what):
+    with open(_LOG, "a") as log:
+        log.write(f"{os.getpid()} {what}\\n")
+    return OSError(101, f"network refused by the test: {what}")
+
+
+def _local(host):
+    if host in (None, "", "localhost") or str(host).endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        raise _record(f"connect {address[0]}:{address[1]}")
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+        _record(f"connect {address[0]}:{address[1]}")
+        return 101
+    return _connect_ex(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if not _local(host if isinstance(host, str) else (host or b"").decode()):
+        raise socket.gaierror(socket.EAI_NONAME, str(_record(f"resolve {host}")))
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = (connect, connect_ex,
+                                                                        getaddrinfo)
+'''.replace("WATCHED", repr((*QUIET_ENV, *TESTING_ENV)))
+
+
+def offline_env(folder: Path) -> tuple[dict[str, str], Path]:
+    """Child-process environment in which every Python process refuses non-loopback network
+    use and records each attempt (a sitecustomize.py first on PYTHONPATH); and the log file.
+
+    Offline by construction, so a test of the offline behaviour cannot reach the real server,
+    and the log shows whether anything tried.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(OFFLINE_SITECUSTOMIZE)
+    log = folder / "network.log"
+    log.touch()
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "SRGAN_TEST_NETWORK_LOG": str(log)}, log
+
+
+def closed_port_url(name: str = "archive.zip") -> str:
+    """A URL on 127.0.0.1 where nothing listens: a download from it fails at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
 
 
 def write_image(path: Path, size: tuple[int, int] = (128, 96), mode: str = "RGB", seed: int = 0):
@@ -253,3 +398,50 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# Test order: `pytest --test-order=reverse` or `--test-order=random` (seed: --test-order-seed)
+# check that no test depends on another having run first. Default: file order.
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("srgan_pipeline")
+    group.addoption("--test-order", choices=("files", "reverse", "random"), default="files",
+                    help="run modules, and the tests in each, in file order (default), "
+                         "reversed, or shuffled")
+    group.addoption("--test-order-seed", type=int, default=None,
+                    help="seed of --test-order=random (default: a new one, printed)")
+
+
+def pytest_configure(config):
+    if config.getoption("--test-order") == "random" and \
+            config.getoption("--test-order-seed") is None:
+        config.option.test_order_seed = random.randrange(10_000)
+
+
+def pytest_report_header(config):
+    order = config.getoption("--test-order")
+    if order == "random":
+        return f"test order: random, --test-order-seed={config.getoption('--test-order-seed')}"
+    return f"test order: {order}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Reorder whole modules, then the tests inside each (module fixtures are set up once)."""
+    order = config.getoption("--test-order")
+    if order == "files":
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    if order == "reverse":
+        groups = [group[::-1] for group in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption("--test-order-seed"))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]

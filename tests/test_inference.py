@@ -63,9 +63,25 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def test_receptive_radius_and_tile_spans():
-    assert receptive_radius(Generator(channels=8, num_blocks=2)) == 12  # 4+2*2+1+1 + 1/2 + 4/4
-    assert receptive_radius(Generator(channels=8)) == 40  # default 16 blocks
+@pytest.mark.parametrize("num_blocks", [2, 16])
+def test_receptive_radius_bounds_how_far_an_lr_pixel_reaches(num_blocks):
+    """Changing one LR pixel changes output pixels up to ``radius`` LR pixels away (an upper
+    bound, tight to the pixel), and none further: what tiling's overlap relies on."""
+    torch.manual_seed(0)
+    generator = Generator(channels=8, num_blocks=num_blocks).eval()
+    radius = receptive_radius(generator)
+    size, centre = 2 * radius + 9, radius + 4
+    lr = torch.rand(1, 3, size, size)
+    changed = lr.clone()
+    changed[0, :, centre, centre] += 0.5
+    with torch.no_grad():
+        moved = (generator(changed) - generator(lr)).abs().amax(dim=(0, 1)) > 0
+    rows, cols = torch.nonzero(moved, as_tuple=True)
+    reach = max((rows // 4 - centre).abs().max().item(), (cols // 4 - centre).abs().max().item())
+    assert radius - 1 <= reach <= radius
+
+
+def test_tile_spans():
     assert tile_spans(53, 24) == [(0, 18), (18, 35), (35, 53)]
     assert tile_spans(5, 24) == [(0, 5)]
     assert tile_spans(257, 256) == [(0, 128), (128, 257)]  # balanced, no 1 px tile

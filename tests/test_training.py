@@ -187,9 +187,17 @@ def test_loader_stream_depends_on_seed_and_position_only():
     assert not torch.equal(first[0][1], other[1])
 
 
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [
+    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device("auto").type == expected
+
+
 def test_pick_device():
     assert pick_device("cpu") == CPU
-    assert pick_device("auto").type in ("cuda", "mps", "cpu")
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
         pick_device("gpu0")
     if not torch.cuda.is_available():

@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,8 +31,6 @@ from conftest import kedro_project
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from PIL import Image
-
-pytest.importorskip("kedro_viz", reason="kedro-viz is not installed: nothing to visualise with")
 
 BUILD_TIMEOUT_S = 300   # kedro-viz's own limit for a build is 300 s; ~10 s here
 START_TIMEOUT_S = 120   # `kedro viz run` answers in ~10 s here
@@ -100,7 +99,8 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 def _kedro_viz(workdir: Path, *args: str, log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen(["kedro", "viz", *args], cwd=workdir, env=_viz_env(),
+        return subprocess.Popen([sys.executable, "-m", "kedro", "viz", *args], cwd=workdir,
+                                env=_viz_env(),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 

@@ -24,8 +24,11 @@ def test_each_save_is_a_version_and_old_ones_stay_loadable(tmp_path):
 
 
 def test_exists_only_after_a_save(tmp_path):
-    dataset = VersionedImageFolderDataset(filepath=str(tmp_path / "x"), version=Version(None, None))
-    assert not dataset.exists()
+    path = str(tmp_path / "x")
+    assert not VersionedImageFolderDataset(filepath=path, version=Version(None, None)).exists()
+    VersionedImageFolderDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")
+                                ).save(images(1))
+    assert VersionedImageFolderDataset(filepath=path, version=Version(None, None)).exists()
 
 
 def test_a_relative_filepath_loads_too(tmp_path, monkeypatch):

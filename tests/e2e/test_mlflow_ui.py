@@ -22,6 +22,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from conftest import QUIET_ENV
+from playwright import sync_api  # the `test` extra: missing is an error, not a skip
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -31,7 +32,6 @@ pytestmark = [
                        reason="chromium not installed: apt-get install -y chromium"),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason='pip install -e ".[test]"')
 expect = sync_api.expect
 
 CHROMIUM_ARGS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -47,7 +48,8 @@ def test_upscale_loads_the_champion_from_the_registry(project, monkeypatch):
 
 
 def test_an_alias_that_is_not_set_stops_with_a_clear_error(project):
-    done = subprocess.run(["kedro", "run", "--env=quickstart", "--pipelines=upscale",
+    done = subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart",
+                           "--pipelines=upscale",
                            "--params=upscale.model=models:/srgan_pipeline_generator@nobody"],
                           cwd=project,
                           env={**os.environ, **QUIET_ENV}, capture_output=True, text=True,

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import yaml
 from conftest import PROJECT_ROOT, write_image
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
 from PIL import Image, ImageFile
 
 from srgan_pipeline.imaging import imresize
@@ -176,11 +178,19 @@ def test_summary_counts_tiles_pairs_and_skips():
     assert summary["skipped_total"] == 1
 
 
-def test_png_tiles_written_by_the_dataset_round_trip(tmp_path):
-    # guards the claim that compress_level only trades speed for size
-    array = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    Image.fromarray(array).save(tmp_path / "t.png", compress_level=1)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "t.png")), array)
+def test_hr_images_saved_through_the_catalog_load_back_unchanged(tmp_path, monkeypatch):
+    # conf/base saves intermediate images with compress_level 1 for speed: it must stay lossless
+    conf = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base",
+                             default_run_env="local")
+    catalog = DataCatalog.from_config(conf["catalog"])
+    monkeypatch.chdir(tmp_path)  # the catalog's paths are relative
+    write_image(tmp_path / "in" / "img.png", (200, 136))
+    partitions, _ = normalise_images(manifest_of(tmp_path / "in"), scale=4, min_size=16,
+                                     max_pixels=MAX_PIXELS)
+    catalog.save("train_hr_images", partitions)
+    loaded = catalog.load("train_hr_images")
+    assert sorted(loaded) == sorted(partitions) == ["mine/img"]
+    np.testing.assert_array_equal(loaded["mine/img"](), partitions["mine/img"]())
 
 
 def test_a_train_source_and_an_eval_set_of_one_name_stop_before_any_download(tmp_path, server):

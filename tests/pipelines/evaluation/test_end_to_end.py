@@ -6,8 +6,12 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from conftest import kedro_project, kedro_run, write_image
+from conftest import copy_project, kedro_project, kedro_run, new_version, versions, write_image
 from PIL import Image
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio
+
+from srgan_pipeline.imaging import imresize
 
 
 def latest(folder, name):
@@ -20,14 +24,30 @@ def quickstart(tiny_quickstart):
     return tiny_quickstart
 
 
+def bicubic_psnr_y(workdir, eval_set="skimage_heldout", scale=4):
+    """The bicubic row's Y-PSNR computed here from the evaluation pairs on disk: MATLAB bicubic
+    (`imresize`, equal to MATLAB's LR files on Urban100: tests/test_imaging.py), then
+    scikit-image's BT.601 Y and PSNR, not the project's metric code."""
+    pairs = workdir / "data" / "05_model_input" / "eval" / eval_set
+    figures = []
+    for hr_path in sorted((pairs / "HR").glob("*.png")):
+        hr = np.asarray(Image.open(hr_path).convert("RGB"))
+        lr = np.asarray(Image.open(pairs / "LR_x4" / hr_path.name).convert("RGB"))
+        sr = imresize(lr, scale)
+        y_sr, y_hr = (rgb2ycbcr(a)[scale:-scale, scale:-scale, 0] for a in (sr, hr))
+        figures.append(peak_signal_noise_ratio(y_hr, y_sr, data_range=255))
+    return float(np.mean(figures)), len(figures)
+
+
 def test_the_summary_table_is_printed_and_saved(quickstart):
     workdir, stdout = quickstart
     assert "| skimage_heldout | srgan |" in stdout
     reporting = workdir / "data" / "08_reporting"
     summary = json.loads(latest(reporting, "evaluation_summary.json").read_text())
     assert sorted(summary["skimage_heldout"]) == ["bicubic", "srgan", "srresnet"]
-    assert summary["skimage_heldout"]["bicubic"]["images"] == 2
-    assert 25 < summary["skimage_heldout"]["bicubic"]["psnr_y"] < 40
+    expected, images = bicubic_psnr_y(workdir)
+    assert summary["skimage_heldout"]["bicubic"]["images"] == images == 2
+    assert summary["skimage_heldout"]["bicubic"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
     table = latest(reporting, "evaluation_summary.md").read_text()
     assert table.startswith("| set | model |") and table.count("\n") == 2 + 3
     per_image = latest(reporting, "evaluation_per_image.csv").read_text().splitlines()
@@ -53,9 +73,14 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     run, = client.search_runs([client.get_experiment_by_name("srgan_pipeline").experiment_id])
     metrics = run.data.metrics
-    for model in ("bicubic", "srresnet", "srgan"):
-        assert metrics[f"skimage_heldout/{model}/psnr_y"] > 0
-        assert 0 < metrics[f"skimage_heldout/{model}/ssim_y"] <= 1
+    summary = json.loads(latest(workdir / "data" / "08_reporting",
+                                "evaluation_summary.json").read_text())
+    for model in ("bicubic", "srresnet", "srgan"):  # MLflow holds the figures of the table
+        for metric in ("psnr_y", "ssim_y"):
+            assert metrics[f"skimage_heldout/{model}/{metric}"] == pytest.approx(
+                summary["skimage_heldout"][model][metric], abs=1e-9), (model, metric)
+    assert metrics["skimage_heldout/bicubic/psnr_y"] == pytest.approx(
+        bicubic_psnr_y(workdir)[0], abs=1e-6)
     assert "pretrain/pixel" in metrics and "critic/gradient_penalty" in metrics
     figures = {a.path for a in client.list_artifacts(run.info.run_id,
                                                      "comparisons/skimage_heldout")}
@@ -64,7 +89,7 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
 
 
 def test_upscale_keeps_names_skips_a_corrupt_file_and_handles_alpha(quickstart, tmp_path):
-    workdir, _ = quickstart
+    workdir = copy_project(quickstart[0], tmp_path / "project")  # the run adds an MLflow run
     inputs = tmp_path / "mine"
     write_image(inputs / "photo.png", (37, 23))
     Image.fromarray(np.full((10, 12, 4), 200, np.uint8), "RGBA").save(inputs / "logo.png")
@@ -84,3 +109,22 @@ def test_bicubic_alone_needs_no_checkpoint(tmp_path, monkeypatch):
                        "--params=evaluation.models=bicubic")
     assert "| skimage_heldout | bicubic |" in stdout
     assert not (tmp_path / "data" / "06_models" / "generator_gan.pt").exists()
+
+
+def test_an_eval_set_added_with_params_is_scored_with_srresnet(quickstart, tmp_path,
+                                                               image_folder):
+    """README: `kedro run --pipelines=data_prep,evaluation --params="data_prep.eval_sets.<set>
+    .path=..."` with `"evaluation.models=bicubic srresnet"` (the pretrained generator of the
+    tiny quickstart)."""
+    workdir = copy_project(quickstart[0], tmp_path / "project")
+    reporting = workdir / "data" / "08_reporting" / "evaluation_summary.json"
+    before = versions(reporting)
+    stdout = kedro_run(workdir, "--pipelines=data_prep,evaluation",
+                       f"--params=data_prep.eval_sets.mine.path={image_folder},"
+                       "evaluation.models=bicubic srresnet")
+    summary = json.loads((reporting / new_version(reporting, before) / reporting.name)
+                         .read_text())
+    assert sorted(summary) == ["mine", "skimage_heldout"]
+    assert sorted(summary["mine"]) == ["bicubic", "srresnet"]
+    assert summary["mine"]["srresnet"]["images"] == 3  # a, b, c; broken and tiny skipped
+    assert "| mine | srresnet |" in stdout and "| mine | bicubic |" in stdout

@@ -1,0 +1,94 @@
+"""README "Resume, run phase 2 alone, budgets" and "VGG19 weights": the documented `kedro run`
+commands of train_gan, in new processes on a copy of the tiny quickstart (its tiles)."""
+
+import re
+
+import mlflow
+import torch
+from conftest import (
+    TINY_TRAINING,
+    copy_project,
+    kedro,
+    kedro_run,
+    new_version,
+    offline_env,
+    versions,
+)
+from torchvision.models import vgg
+
+MODELS = ("data", "06_models")
+
+
+def project(tiny_quickstart, tmp_path):
+    return copy_project(tiny_quickstart[0], tmp_path / "project")
+
+
+def runs(workdir):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("srgan_pipeline")
+    return {run.info.run_id: run for run in client.search_runs([experiment.experiment_id])}
+
+
+def new_run(workdir, before):
+    added, = set(runs(workdir)) - set(before)
+    return runs(workdir)[added]
+
+
+def tiny(**overrides):
+    """TINY_TRAINING with some settings replaced or added: `--params=...`."""
+    params = dict(item.split("=", 1) for item in TINY_TRAINING.split(","))
+    params.update({f"train_gan.{key}": str(value) for key, value in overrides.items()})
+    return "--params=" + ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def squashed(done):
+    """stdout and stderr without any whitespace: rich wraps long lines, paths included."""
+    return re.sub(r"\s+", "", done.stdout + done.stderr)
+
+
+def test_max_minutes_stops_phase_one_and_records_why(tiny_quickstart, tmp_path):
+    workdir = project(tiny_quickstart, tmp_path)
+    pretrained_dir = workdir.joinpath(*MODELS, "generator_pretrained.pt")
+    before, runs_before = versions(pretrained_dir), runs(workdir)
+    kedro_run(workdir, "--pipelines=train_gan",
+              tiny(**{"pretrain.iterations": 100_000, "pretrain.max_minutes": 0.001}))
+    version = new_version(pretrained_dir, before)
+    state = torch.load(pretrained_dir / version / "generator_pretrained.pt", weights_only=True)
+    assert state["stopped_because"] == "max_minutes"
+    assert 1 <= state["step"] < 100_000
+    tags = new_run(workdir, runs_before).data.tags
+    assert tags["pretrain.stopped_because"] == "max_minutes"
+    assert tags["adversarial.stopped_because"] == "iterations"
+
+
+def test_imagenet_vgg_offline_stops_before_training_naming_the_file(tiny_quickstart, tmp_path):
+    workdir = project(tiny_quickstart, tmp_path)
+    torch_home = tmp_path / "empty_torch_home"
+    torch_home.mkdir()
+    env, log = offline_env(tmp_path / "offline")
+    in_progress = workdir.joinpath(*MODELS, "in_progress", "pretrain.pt")
+    checkpoint_before = in_progress.stat().st_ino
+    pretrained_before = versions(workdir.joinpath(*MODELS, "generator_pretrained.pt"))
+    done = kedro(workdir, "run", "--env=quickstart", "--pipelines=train_gan",
+                 tiny(**{"perceptual.weights": "imagenet"}),
+                 env={**env, "TORCH_HOME": str(torch_home)}, timeout=300)
+    assert done.returncode != 0
+    place = torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert f"placethefilevgg19-dcbb9e9d.pthat{place}" in squashed(done), done.stderr[-3000:]
+    assert "download.pytorch.org" in log.read_text()  # it tried, and the guard refused
+    # nothing was trained: no checkpoint written, in progress or final
+    assert in_progress.stat().st_ino == checkpoint_before
+    assert versions(workdir.joinpath(*MODELS, "generator_pretrained.pt")) == pretrained_before
+
+
+def test_vgg_weights_from_a_file_are_used_and_recorded(tiny_quickstart, tmp_path):
+    workdir = project(tiny_quickstart, tmp_path)
+    weights = tmp_path / "models" / "vgg19.pth"
+    weights.parent.mkdir()
+    torch.manual_seed(0)  # torchvision's vgg19().features, random: only the file format matters
+    torch.save(vgg.make_layers(vgg.cfgs["E"]).state_dict(), weights)
+    runs_before = runs(workdir)
+    kedro_run(workdir, "--pipelines=train_gan", tiny(**{"perceptual.weights": weights}))
+    tags = new_run(workdir, runs_before).data.tags
+    assert tags["pretrain.perceptual_weights"] == f"file:{weights}"
+    assert tags["adversarial.perceptual_weights"] == f"file:{weights}"
