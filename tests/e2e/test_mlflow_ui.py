@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import QUIET_ENV
+from conftest import QUIET_ENV, free_port, stop_process_group
 from playwright import sync_api  # the `test` extra: missing is an error, not a skip
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,39 +53,12 @@ def store(tiny_quickstart):
     return {"workdir": workdir, "experiment_id": experiment.experiment_id, "run": run}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERM the server's process group (mlflow, uvicorn), wait, then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        proc.poll()  # reap our child so that its zombie does not keep the group alive
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
     """`mlflow server` on 127.0.0.1:<free port> over the store, in its own process group; the
     base URL. Always stopped at teardown."""
     workdir = store["workdir"]
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("mlflow_server") / "server.log"
     command = [
         sys.executable, "-m", "mlflow", "server",
@@ -120,7 +91,7 @@ def server(store, tmp_path_factory):
         print(f"\nmlflow server {url} (pid {proc.pid}), log {log}")
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         assert proc.returncode is not None
 
 
