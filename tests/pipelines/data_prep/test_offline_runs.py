@@ -6,12 +6,13 @@ import hashlib
 import io
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import closed_port_url, kedro, kedro_project, offline_env, zip_bytes
 from PIL import Image
+
+from srgan_pipeline.training_store import TrainingStore
 
 FACES = "data_prep.train_sources.faces"
 
@@ -40,7 +41,7 @@ def test_kedro_run_on_base_stops_at_the_faces_source_before_any_download(base_pr
     done = kedro(workdir, "run", env=env, timeout=300)
     text = output(done)
     assert done.returncode != 0, text[-3000:]
-    assert "Source 'faces' has no location" in text, text[-3000:]
+    assert f"{FACES}: this source has no location" in text, text[-3000:]
     assert f"{FACES}.path=" in text and f"{FACES}.enabled=false" in text
     downloads = workdir / "data" / "01_raw" / "downloads"
     assert not downloads.exists() or not any(downloads.iterdir())
@@ -81,8 +82,9 @@ def test_an_unreachable_archive_names_the_file_to_place_and_a_placed_file_is_use
     report = json.loads(report.read_text())
     # 192x160: 2 columns x 2 rows of 96 px tiles (the last row flush with the border)
     assert report["train"]["div2k"]["tiles"] == 2 * (2 * 2)
-    tiles = sorted(p.name for p in Path(workdir, "data/03_primary/train_hr_tiles/div2k").iterdir())
-    assert [t.split("_s")[0] for t in tiles] == ["0001"] * 4 + ["0002"] * 4
+    store = TrainingStore(workdir / "data" / "03_primary" / "train_store")
+    tiles = sorted(store.tile_key(i) for i in range(len(store)))
+    assert [t.split("_s")[0] for t in tiles] == ["div2k/0001"] * 4 + ["div2k/0002"] * 4
     assert log.read_text() == ""
 
 
