@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -141,11 +142,16 @@ def test_each_run_logs_its_own_checkpoints_and_a_live_run_is_never_shared(projec
     that is still training: the MLflow artifacts are each run's own returned weights, and the
     identical run is refused instead of writing the other's in-progress file."""
     other = f"{TINY},train_gan.pretrain.seed=1"
-    runs = [subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env=quickstart",
-                              "--pipelines=train_gan", f"--params={params}"],
-                             cwd=project, env={**os.environ, **QUIET_ENV},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for params in (TINY, other)]
+    runs = []
+    for params in (TINY, other):
+        runs.append(subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env=quickstart",
+                                      "--pipelines=train_gan", f"--params={params}"],
+                                     cwd=project, env={**os.environ, **QUIET_ENV},
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True))
+        # Kedro names a run's versions by its start time in milliseconds: two runs started in
+        # the same millisecond would collide on them (Kedro then refuses the second save).
+        time.sleep(0.5)
     for run in runs:
         assert run.wait(timeout=600) == 0, run.stderr.read()[-3000:]
 
