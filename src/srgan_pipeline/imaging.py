@@ -26,7 +26,6 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "UnreadableImageError",
-    "check_max_pixels",
     "imresize",
     "load_rgb",
     "mod_crop",
@@ -275,11 +274,3 @@ def load_rgb(
     """An image file as a uint8 HxWx3 RGB array (:func:`open_image`, then :func:`to_rgb_array`)."""
     with open_image(path, max_pixels, limit_name) as img:
         return to_rgb_array(img)
-
-
-def check_max_pixels(value: object, name: str) -> int:
-    """``value`` as a pixel limit, or a ValueError naming the setting ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number of pixels (width x height), "
-                         f"got {value!r}")
-    return value

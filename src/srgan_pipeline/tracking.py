@@ -50,11 +50,6 @@ def set_tags(tags: dict[str, object]) -> None:
         mlflow.set_tags({key: str(value) for key, value in tags.items()})
 
 
-def log_file(path: str | Path, artifact_path: str) -> None:
-    if active():
-        mlflow.log_artifact(str(path), artifact_path=artifact_path)
-
-
 def log_image(image: np.ndarray, artifact_file: str) -> None:
     if active():
         mlflow.log_image(image, artifact_file=artifact_file)
