@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from results_csv import append_row
 
+from srgan_pipeline.checkpoints import build_generator
 from srgan_pipeline.imaging import imresize, load_rgb, mod_crop
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.metrics import bicubic_upscale, psnr_y
 from srgan_pipeline.patches import PatchDataset, make_loader
-from srgan_pipeline.training import TrainConfig, build_generator, pick_device, pretrain
+from srgan_pipeline.training import TrainConfig, pick_device, pretrain
 
 # The 15-minute CPU recipe (bf16, batch 32 of 64 px, init x0.1, cosine) and one change each.
 RECIPE = {"amp_bf16": True, "batch_size": 32, "patch_size": 64, "lr": 2e-4,

@@ -29,18 +29,12 @@ import numpy as np
 import torch
 from skimage import data
 
+from srgan_pipeline.checkpoints import build_generator, load_generator_state
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
-from srgan_pipeline.training import (
-    TrainConfig,
-    build_generator,
-    load_generator_state,
-    pick_device,
-    pretrain,
-    train_adversarial,
-)
+from srgan_pipeline.training import TrainConfig, pick_device, pretrain, train_adversarial
 
 SMALL = {"scale": 4, "channels": 32, "num_blocks": 4}
 

@@ -37,10 +37,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srgan_pipeline.inference import generator_from_checkpoint, inference_model, upscale_image
+from srgan_pipeline.checkpoints import (
+    build_generator,
+    describe_generator,
+    generator_from_checkpoint,
+)
+from srgan_pipeline.inference import inference_model, upscale_image
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.registry import register_version
-from srgan_pipeline.training import build_generator, describe_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "srgan_pipeline_generator"

@@ -11,14 +11,12 @@ import torch
 from torch.optim.swa_utils import update_bn
 
 from srgan_pipeline import training
+from srgan_pipeline.checkpoints import build_generator, evaluated_weights, load_generator_state
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
     NonFiniteLossError,
     TrainConfig,
-    build_generator,
-    evaluated_weights,
-    load_generator_state,
     lr_factor,
     pick_device,
     pretrain,

@@ -44,12 +44,6 @@ from srgan_pipeline.models.generator import (
     UpsampleBlock,
     hr_to_unit,
 )
-from srgan_pipeline.training import (
-    build_generator,
-    checked_checkpoint,
-    evaluated_weights,
-    load_generator_state,
-)
 
 __all__ = [
     "DEFAULT_TILE",
@@ -198,13 +192,6 @@ def upscale(
 # --------------------------------------------------------------------------------------------
 # The inference copy of a generator
 # --------------------------------------------------------------------------------------------
-
-
-def generator_from_checkpoint(state: dict) -> Generator:
-    """The checkpoint's generator (its EMA weights when it has them), in eval mode."""
-    generator = build_generator(checked_checkpoint(state)["generator_config"])
-    load_generator_state(generator, evaluated_weights(state))
-    return generator.eval()
 
 
 def inference_model(

@@ -32,6 +32,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
+from srgan_pipeline.checkpoints import (
+    describe_generator,
+    evaluated_weights,
+    load_critic_state,
+    load_generator_state,
+)
 from srgan_pipeline.devices import cpu_has_fast_bf16, pick_device  # noqa: F401 (re-export)
 from srgan_pipeline.losses import (
     critic_wasserstein_loss,
@@ -96,70 +102,6 @@ class TrainConfig:
 def _checked(values: Any, prefix: str) -> dict[str, Any]:
     """Validated, normalised values by the rules of the phase parameters (params.py)."""
     return validate_params(prefix, values, schema=TrainingPhaseParams).model_dump()
-
-
-# ------------------------------------------------------------------------ generator
-
-
-def describe_generator(generator: Generator) -> dict[str, int]:
-    """The architecture fields that decide the generator's weights and what they compute."""
-    return {
-        "scale": generator.scale,
-        "channels": generator.head[0].out_channels,
-        "num_blocks": len(generator.blocks),
-        "input_skip": generator.input_skip,
-    }
-
-
-def build_generator(generator_config: Mapping[str, Any], seed: int | None = None) -> Generator:
-    """Generator(**generator_config); `seed` makes the initial weights repeatable."""
-    valid = ("scale", "channels", "num_blocks", "residual_init_scale", "input_skip")
-    unknown = sorted(set(generator_config) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown generator_config field(s) {unknown}; valid: {list(valid)}")
-    if seed is not None:
-        torch.manual_seed(seed)
-    return Generator(**generator_config)
-
-
-def checked_checkpoint(state: Any, name: str = "the checkpoint") -> Mapping[str, Any]:
-    """``state`` if it is a generator checkpoint written by this project, else a clear error.
-
-    A plain ``state_dict()`` saved by hand has the weights but not the architecture they
-    belong to (``generator_config``), so it cannot be loaded safely.
-    """
-    if isinstance(state, Mapping) and isinstance(state.get("generator_config"), Mapping) \
-            and isinstance(state.get("generator"), Mapping):
-        return state
-    if isinstance(state, Mapping) and state and all(
-            isinstance(v, torch.Tensor) for v in state.values()):
-        what = f"a plain state dict (keys {', '.join(list(state)[:3])}, ...)"
-    else:
-        keys = list(state)[:6] if isinstance(state, Mapping) else None
-        what = f"a {type(state).__name__}" + (f" with keys {keys}" if keys is not None else "")
-    raise ValueError(
-        f"{name} is {what}, not a generator checkpoint written by train_gan: it lacks "
-        "'generator_config' (the architecture) and 'generator' (the weights). Train one with "
-        "`kedro run --pipelines=train_gan`, or pin a version that train_gan wrote with "
-        "--load-versions=<dataset>:<version>."
-    )
-
-
-def load_generator_state(generator: Generator, state: Mapping[str, Any]) -> None:
-    """Load a checkpoint's generator weights, refusing a different architecture clearly."""
-    have, want = checked_checkpoint(state)["generator_config"], describe_generator(generator)
-    diffs = [
-        f"{k}: checkpoint {have.get(k)!r}, requested {want[k]!r}"
-        for k in want
-        if have.get(k) != want[k]
-    ]
-    if diffs:
-        raise ValueError(
-            f"the checkpoint (phase {state.get('phase')!r}, step {state.get('step')}) holds a "
-            f"generator of a different architecture: {'; '.join(diffs)}. Build the generator "
-            "with the checkpoint's generator_config, or start without this checkpoint."
-        )
-    generator.load_state_dict(state["generator"])
 
 
 # ---------------------------------------------------------------------- train state
@@ -526,13 +468,6 @@ def _ema_of(generator: Generator, cfg: TrainConfig) -> AveragedModel | None:
     return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
 
 
-def evaluated_weights(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The checkpoint with the weights to evaluate or continue from: the EMA when it has one."""
-    if state.get("generator_ema") is not None:
-        return {**state, "generator": state["generator_ema"]}
-    return dict(state)
-
-
 def _finish(meter, step, saved_at, final, on_checkpoint, models) -> dict[str, Any]:
     """Log the last partial window, write the final checkpoint once, close the bar."""
     meter.flush(step)
@@ -545,20 +480,6 @@ def _finish(meter, step, saved_at, final, on_checkpoint, models) -> dict[str, An
 
 
 # ---------------------------------------------------------------- phase 2: WGAN-GP
-
-
-def _load_critic_state(critic: nn.Module, state: Mapping[str, Any]) -> None:
-    """Load a checkpoint's critic, naming the settings that differ rather than tensor sizes."""
-    have, want = state.get("critic_config") or {}, getattr(critic, "config", {})
-    diffs = [f"{k}: checkpoint {have[k]!r}, requested {want.get(k)!r}"
-             for k in have if have[k] != want.get(k)]
-    if diffs:
-        raise ValueError(
-            f"the checkpoint (phase {state.get('phase')!r}, step {state.get('step')}) holds a "
-            f"critic of a different architecture: {'; '.join(diffs)} (train_gan.critic). Use "
-            "the checkpoint's critic settings, or start phase 2 without this checkpoint."
-        )
-    critic.load_state_dict(state["critic"])
 
 
 def train_adversarial(
@@ -596,7 +517,7 @@ def train_adversarial(
         raise ValueError(f"train_adversarial cannot start from a {start['phase']!r} state")
     if _begin("adversarial", cfg, start):
         load_generator_state(generator, start)
-        _load_critic_state(critic, start)
+        load_critic_state(critic, start)
         _restore_optimizer(opt_g, start["optimizer_g"], cfg.lr, cfg.betas)
         _restore_optimizer(opt_c, start["optimizer_c"], cfg.critic_lr, cfg.critic_betas)
         step, batches_seen, elapsed = start["step"], start["batches"], start["elapsed_s"]

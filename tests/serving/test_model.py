@@ -13,7 +13,12 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from srgan_pipeline.inference import generator_from_checkpoint, upscale_image
+from srgan_pipeline.checkpoints import (
+    build_generator,
+    describe_generator,
+    generator_from_checkpoint,
+)
+from srgan_pipeline.inference import upscale_image
 from srgan_pipeline.serving.model import (
     SIGNATURE,
     log_generator_model,
@@ -21,7 +26,6 @@ from srgan_pipeline.serving.model import (
     weights_digest,
 )
 from srgan_pipeline.serving.registry import load_model_checkpoint
-from srgan_pipeline.training import build_generator, describe_generator
 
 
 def tiny_checkpoint(seed: int = 0) -> dict:

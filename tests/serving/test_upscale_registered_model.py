@@ -12,7 +12,8 @@ import pytest
 from conftest import QUIET_ENV, kedro_run
 from PIL import Image
 
-from srgan_pipeline.inference import generator_from_checkpoint, upscale_image
+from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.inference import upscale_image
 
 CHAMPION = "models:/srgan_pipeline_generator@champion"
 

@@ -120,6 +120,10 @@ class Generator(nn.Module):
         input_skip: bool = False,
     ):
         super().__init__()
+        # The model keeps its constructor arguments (as nanoGPT's GPT(config) does): checkpoints
+        # store them, so a checkpoint rebuilds exactly this architecture.
+        self.config = {"scale": scale, "channels": channels, "num_blocks": num_blocks,
+                       "residual_init_scale": residual_init_scale, "input_skip": input_skip}
         if scale not in (2, 4):
             raise ValueError(
                 f"Generator supports scale 2 or 4 (one or two x2 PixelShuffle stages); "
@@ -141,13 +145,13 @@ class Generator(nn.Module):
             self._init_residual_blocks(residual_init_scale)
 
     @torch.no_grad()
-    def _init_residual_blocks(self, scale: float) -> None:
+    def _init_residual_blocks(self, factor: float) -> None:
         """BasicSR-style small init of the residual blocks (see the class docstring)."""
         for block in self.blocks:
             for conv in (block.conv1, block.conv2):
                 nn.init.kaiming_normal_(conv.weight)  # fan_in, gain sqrt(2), as BasicSR
-                conv.weight.mul_(scale)
-            block.bn2.weight.fill_(scale)
+                conv.weight.mul_(factor)
+            block.bn2.weight.fill_(factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:

@@ -20,13 +20,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from PIL import Image
 
+from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import imresize, to_rgb_array
-from srgan_pipeline.inference import (
-    DEFAULT_TILE,
-    generator_from_checkpoint,
-    inference_model,
-    upscale_image,
-)
+from srgan_pipeline.inference import DEFAULT_TILE, inference_model, upscale_image
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_PIXELS,
     ImageRequestError,
@@ -36,7 +33,6 @@ from srgan_pipeline.serving.images import (
     png_bytes,
 )
 from srgan_pipeline.serving.registry import describe_versions, load_model_checkpoint
-from srgan_pipeline.training import pick_device
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_BODY_BYTES = 50 * 2**20

@@ -33,12 +33,9 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
 
-from srgan_pipeline.inference import (
-    DEFAULT_TILE,
-    generator_from_checkpoint,
-    inference_model,
-    upscale_image,
-)
+from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
+from srgan_pipeline.devices import pick_device
+from srgan_pipeline.inference import DEFAULT_TILE, inference_model, upscale_image
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_PIXELS,
     ImageRequestError,
@@ -46,7 +43,6 @@ from srgan_pipeline.serving.images import (
     open_request_image,
     png_bytes,
 )
-from srgan_pipeline.training import evaluated_weights, pick_device
 
 COLUMN = "image"
 ARTIFACT = "generator"  # artifacts key of the slim checkpoint, stored as artifacts/generator.pt

@@ -22,8 +22,8 @@ from conftest import (
 )
 from PIL import Image
 
-from srgan_pipeline.inference import generator_from_checkpoint, upscale
-from srgan_pipeline.training import build_generator
+from srgan_pipeline.checkpoints import build_generator, generator_from_checkpoint
+from srgan_pipeline.inference import upscale
 
 TINY = ",".join([
     "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from srgan_pipeline import tracking
+from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.evaluation import (
     METRICS,
     comparison_figure,
@@ -19,9 +21,7 @@ from srgan_pipeline.evaluation import (
     summary_markdown,
     summary_table,
 )
-from srgan_pipeline.inference import generator_from_checkpoint
 from srgan_pipeline.params import FiguresParams, validate_params
-from srgan_pipeline.training import pick_device
 
 logger = logging.getLogger(__name__)
 

@@ -16,19 +16,12 @@ from typing import Any
 import torch
 
 from srgan_pipeline import resume, tracking
+from srgan_pipeline.checkpoints import build_generator, checked_checkpoint, evaluated_weights
 from srgan_pipeline.datasets import TorchCheckpointDataset
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.patches import StorePatchDataset, make_loader
-from srgan_pipeline.training import (
-    TrainConfig,
-    build_generator,
-    checked_checkpoint,
-    evaluated_weights,
-    pick_device,
-    pretrain,
-    train_adversarial,
-)
+from srgan_pipeline.training import TrainConfig, pick_device, pretrain, train_adversarial
 from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)

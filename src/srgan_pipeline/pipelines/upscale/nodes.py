@@ -10,13 +10,14 @@ from typing import Any
 
 from PIL import Image
 
+from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import UnreadableImageError, open_image
-from srgan_pipeline.inference import generator_from_checkpoint, inference_model, upscale_image
+from srgan_pipeline.inference import inference_model, upscale_image
 from srgan_pipeline.output_names import distinct_output_names
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.serving.registry import load_model_checkpoint
 from srgan_pipeline.sources import list_images
-from srgan_pipeline.training import pick_device
 
 logger = logging.getLogger(__name__)
 
