@@ -31,11 +31,12 @@ import torch
 from results_csv import append_row
 
 from srgan_pipeline.checkpoints import build_generator
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import imresize, load_rgb, mod_crop
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.metrics import bicubic_upscale, psnr_y
 from srgan_pipeline.patches import PatchDataset, make_loader
-from srgan_pipeline.training import TrainConfig, pick_device, pretrain
+from srgan_pipeline.training import phase_config, pretrain
 
 # The 15-minute CPU recipe (bf16, batch 32 of 64 px, init x0.1, cosine) and one change each.
 RECIPE = {"amp_bf16": True, "batch_size": 32, "patch_size": 64, "lr": 2e-4,
@@ -114,10 +115,10 @@ def main() -> None:
     for seed in args.seeds:  # seed-major: a run cut short still has each variant once
         for variant in args.variants:
             generator_options, overrides = VARIANTS[variant]
-            cfg = TrainConfig(**{**RECIPE, **overrides}, iterations=args.steps,
-                              perceptual_weight=0.0, seed=seed, ema_decay=args.ema_decay,
-                              log_every=max(args.steps // 10, 1),
-                              checkpoint_every=args.steps)
+            cfg = phase_config("pretrain", **{**RECIPE, **overrides}, iterations=args.steps,
+                               perceptual_weight=0.0, seed=seed, ema_decay=args.ema_decay,
+                               log_every=max(args.steps // 10, 1),
+                               checkpoint_every=args.steps)
             dataset = PatchDataset(hr_tiles, lr_tiles, cfg.patch_size, 4, cache=True)
             batches = make_loader(dataset, cfg.batch_size, args.num_workers, seed, device)
             generator = build_generator({"scale": 4, **generator_options}, seed=seed)

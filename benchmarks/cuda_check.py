@@ -20,7 +20,6 @@ MSE + VGG54) in fp32 and bf16, and the time to upscale a 256x256 LR image.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -30,11 +29,12 @@ import torch
 from skimage import data
 
 from srgan_pipeline.checkpoints import build_generator, load_generator_state
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
-from srgan_pipeline.training import TrainConfig, pick_device, pretrain, train_adversarial
+from srgan_pipeline.training import phase_config, pretrain, train_adversarial
 
 SMALL = {"scale": 4, "channels": 32, "num_blocks": 4}
 
@@ -60,11 +60,16 @@ def losses_of(generator, perceptual, cfg, device, start=None, start_batch=0):
     return state, seen
 
 
+def pretrain_cfg(**overrides):
+    """conf/base's phase 1 without its weight average (these checks compare raw weights)."""
+    return phase_config("pretrain", **{"ema_decay": None, "checkpoint_every": 10**6, **overrides})
+
+
 def step_time(device, amp_bf16, perceptual, batch_size=16, steps=40):
     generator = build_generator({"scale": 4}, seed=0).to(device)
     rates, waits = [], []
-    cfg = TrainConfig(iterations=steps, perceptual_weight=1.0, amp_bf16=amp_bf16, log_every=5,
-                      checkpoint_every=10**6)
+    cfg = pretrain_cfg(iterations=steps, perceptual_weight=1.0, amp_bf16=amp_bf16, log_every=5,
+                       checkpoint_every=10**6)
     pretrain(generator, batches(device, batch_size=batch_size), perceptual, cfg,
              on_log=lambda step, m: (rates.append(m["time/iters_per_sec"]),
                                      waits.append(m["time/data_wait_share"])))
@@ -83,8 +88,8 @@ def main() -> None:
     perceptual = VGGPerceptualLoss(layer="relu2_2", weights="random").to(device)
 
     for amp in (False, True):
-        cfg = TrainConfig(iterations=30, lr=1e-3, perceptual_weight=0.1, amp_bf16=amp,
-                          log_every=5)
+        cfg = pretrain_cfg(iterations=30, lr=1e-3, perceptual_weight=0.1, amp_bf16=amp,
+                           log_every=5)
         generator = build_generator(SMALL, seed=0).to(device)
         _, seen = losses_of(generator, perceptual, cfg, device)
         values = list(seen.values())
@@ -92,10 +97,10 @@ def main() -> None:
               f"pretrain on {device.type}, bf16={amp}: "
               f"total loss {values[0]:.4f} -> {values[-1]:.4f}")
 
-    cfg4 = TrainConfig(iterations=4, perceptual_weight=0.1, amp_bf16=True, log_every=1)
+    cfg4 = pretrain_cfg(iterations=4, perceptual_weight=0.1, amp_bf16=True, log_every=1)
     _, whole = losses_of(build_generator(SMALL, seed=0).to(device), perceptual, cfg4, device)
     first, _ = losses_of(build_generator(SMALL, seed=0).to(device), perceptual,
-                         dataclasses.replace(cfg4, iterations=2), device)
+                         cfg4.model_copy(update={"iterations": 2}), device)
     _, resumed = losses_of(build_generator(SMALL).to(device), perceptual, cfg4, device,
                            start=first, start_batch=first["batches"])
     check(all(abs(whole[s] - resumed[s]) <= 1e-3 * abs(whole[s]) for s in (3, 4)),
@@ -103,11 +108,12 @@ def main() -> None:
           f"vs {[round(resumed[s], 5) for s in (3, 4)]}")
 
     generator = build_generator(SMALL, seed=0).to(device)
-    pretrained, _ = losses_of(generator, perceptual, TrainConfig(iterations=20, lr=1e-3,
+    pretrained, _ = losses_of(generator, perceptual, pretrain_cfg(iterations=20, lr=1e-3,
                               perceptual_weight=0.1, amp_bf16=True, log_every=5), device)
     critic = Critic(base_channels=16).to(device)
-    adv_cfg = TrainConfig(iterations=3, batch_size=4, n_critic=2, amp_bf16=True,
-                          perceptual_weight=0.1, log_every=1)
+    adv_cfg = phase_config("adversarial", iterations=3, batch_size=4, n_critic=2, amp_bf16=True,
+                           perceptual_weight=0.1, log_every=1, lr_schedule="constant",
+                           lr_milestones=[])
     seen = {}
     state = train_adversarial(generator, critic, batches(device, batch_size=4), perceptual,
                               adv_cfg, start=pretrained, on_log=lambda s, m: seen.update(m))

@@ -5,7 +5,7 @@ Same default generator (16 blocks, 64 channels, x4), same fixed batch (16 random
 Adam, all in one process. Rounds alternate one step of each variant, so load from other
 processes on the machine hits all variants alike; the first --warmup rounds are not counted.
 
-  * project       `pretrain` with the default TrainConfig (channels_last on)
+  * project       `pretrain` with conf/base's phase 1 settings (channels_last on), no EMA
   * project-nchw  `pretrain` with channels_last=False: same memory format as the plain loop,
                   so project-nchw / plain is the loop machinery's own overhead
   * plain         the textbook loop: forward, loss, zero_grad, backward, step, loss.item()
@@ -36,7 +36,7 @@ from PIL import Image
 from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator, VGGPerceptualLoss, hr_to_unit
 from srgan_pipeline.patches import PatchDataset, make_loader
-from srgan_pipeline.training import TrainConfig, pretrain
+from srgan_pipeline.training import phase_config, pretrain
 
 
 class Stamps:
@@ -60,13 +60,14 @@ class ProjectLoop:
 
     def __init__(self, generator, perceptual, batch, channels_last, amp_bf16=False):
         self.args, self.batch, self.state = (generator, perceptual), batch, None
+        # No EMA: the plain loop has none either (conf/base averages the weights).
         self.cfg = dict(channels_last=channels_last, amp_bf16=amp_bf16, log_every=1,
-                        checkpoint_every=10**6)
+                        checkpoint_every=10**6, ema_decay=None)
 
     def step(self) -> float:
         stamps, ends = Stamps(self.batch), []
         step = self.state["step"] if self.state else 0
-        cfg = TrainConfig(iterations=step + 1, **self.cfg)
+        cfg = phase_config("pretrain", iterations=step + 1, **self.cfg)
         generator, perceptual = self.args
         self.state = pretrain(
             generator, stamps, perceptual, cfg, start=self.state,
@@ -116,7 +117,8 @@ def data_wait_share(generator, perceptual, workers: int, steps: int, tiles) -> t
     dataset = PatchDataset(*tiles, patch_size=96, scale=4)
     batches = make_loader(dataset, 16, workers, seed=0, device=torch.device("cpu"))
     logs = []
-    cfg = TrainConfig(iterations=steps + 1, log_every=1, checkpoint_every=10**6)
+    cfg = phase_config("pretrain", iterations=steps + 1, log_every=1, checkpoint_every=10**6,
+                       ema_decay=None)
     pretrain(generator, batches, perceptual, cfg, on_log=lambda s, m: logs.append(m))
     logs = logs[1:]  # the first step also starts the workers
     wait = statistics.mean(m["time/data_wait_share"] for m in logs)
@@ -146,7 +148,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     base = Generator()  # the default 16-block generator
-    weight = TrainConfig().perceptual_weight
+    weight = phase_config("pretrain").perceptual_weight
     g = torch.Generator().manual_seed(1)
     bs = args.batch_size
     vgg = lambda: VGGPerceptualLoss(weights="random")  # noqa: E731 (relu5_4, the default)

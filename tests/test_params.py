@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import pytest
 from conftest import PROJECT_ROOT
 from kedro.config import OmegaConfigLoader
 
 from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
-    AdversarialParams,
     ParameterError,
-    PretrainParams,
     blocks_read_by,
     validate_params,
 )
-from srgan_pipeline.training import TrainConfig
 
 
 def conf_parameters(env: str) -> dict:
@@ -151,7 +146,6 @@ def test_null_only_where_documented():
     ("pretrain", "critic_lr", 1e-4), ("pretrain", "critic_betas", [0.0, 0.9]),
     ("pretrain", "n_critic", 5), ("pretrain", "gp_weight", 10.0),
     ("pretrain", "adversarial_weight", 1e-3),
-    ("adversarial", "lr_schedule", "cosine"), ("adversarial", "warmup_steps", 10),
     ("adversarial", "ema_decay", 0.999),
 ])
 def test_a_phase_refuses_the_other_phases_fields(phase, key, value):
@@ -159,11 +153,20 @@ def test_a_phase_refuses_the_other_phases_fields(phase, key, value):
         check("train_gan", with_value("train_gan", f"{phase}.{key}", value))
 
 
-def test_train_config_has_exactly_the_fields_of_the_two_phases():
-    phases = set(PretrainParams.model_fields) | set(AdversarialParams.model_fields)
-    assert {f.name for f in fields(TrainConfig)} == phases
-    config = TrainConfig.from_params(BASE["train_gan"]["pretrain"], "train_gan.pretrain")
-    assert config.betas == (0.9, 0.999) and config.ema_decay == 0.999
+def test_the_learning_rate_schedule_is_checked_as_a_whole():
+    base = BASE["train_gan"]["adversarial"]
+    assert base["lr_schedule"] == "step" and base["lr_milestones"] == [100000]  # the paper
+    assert validate_params("train_gan", BASE["train_gan"]).adversarial.lr_milestones == (100000,)
+    for change, message in [
+        ({"lr_milestones": []}, "lr_schedule is 'step' but lr_milestones is empty"),
+        ({"lr_milestones": [500, 100]}, r"must be increasing steps, got \[500, 100\]"),
+        ({"lr_schedule": "constant"}, r"lr_milestones \[100000\] apply to lr_schedule 'step' only"),
+        ({"lr_gamma": 0.0}, r"adversarial\.lr_gamma: must be > 0"),
+        ({"lr_milestones": [0]}, r"adversarial\.lr_milestones\[0\]: must be >= 1"),
+    ]:
+        params = {**BASE["train_gan"], "adversarial": {**base, **change}}
+        with pytest.raises(ParameterError, match=message):
+            check("train_gan", params)
 
 
 def test_scale_relative_rules_follow_the_scale():

@@ -10,18 +10,18 @@ import pytest
 import torch
 from torch.optim.swa_utils import update_bn
 
-from srgan_pipeline import training
 from srgan_pipeline.checkpoints import build_generator, evaluated_weights, load_generator_state
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
     NonFiniteLossError,
-    TrainConfig,
     lr_factor,
-    pick_device,
+    phase_config,
     pretrain,
     train_adversarial,
 )
+from srgan_pipeline.training import clock as clock_module
 
 SCALE, PATCH = 4, 32
 GEN = {"scale": SCALE, "channels": 8, "num_blocks": 1}
@@ -54,19 +54,13 @@ def coded_tiles(n: int = 3, lr_size: int = 16, scale: int = SCALE):
     return hr_tiles, lr_tiles
 
 
-def cfg(**kw) -> TrainConfig:
-    base = dict(
-        iterations=4,
-        batch_size=2,
-        patch_size=PATCH,
-        lr=1e-3,
-        n_critic=2,
-        log_every=1,
-        checkpoint_every=2,
-        perceptual_weight=1.0,
-        channels_last=True,
-    )
-    return TrainConfig(**(base | kw))
+def cfg(phase: str = "pretrain", **overrides):
+    """conf/base's settings of ``phase`` shrunk to this module's tiny runs, plus ``overrides``."""
+    tiny = dict(iterations=4, batch_size=2, patch_size=PATCH, lr=1e-3, log_every=1,
+                checkpoint_every=2, perceptual_weight=1.0, channels_last=True, amp_bf16=False,
+                lr_schedule="constant", lr_milestones=[])
+    tiny |= {"ema_decay": None} if phase == "pretrain" else {"n_critic": 2}
+    return phase_config(phase, **(tiny | overrides))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -206,27 +200,28 @@ def test_pick_device():
 # -------------------------------------------------------------------------- config
 
 
-def test_from_params_validates_and_names_fields():
-    c = TrainConfig.from_params({"betas": [0.5, 0.99], "lr": 1, "max_minutes": 3}, "train.pre")
-    assert c.betas == (0.5, 0.99) and c.lr == 1.0 and isinstance(c.lr, float)
+def test_phase_settings_are_validated_and_named_by_their_parameter_path():
+    c = cfg(betas=[0.5, 0.99], lr=1.0, max_minutes=3.0)
+    assert c.betas == (0.5, 0.99) and c.lr == 1.0 and c.ema_decay is None
     bad = [
-        ({"lr_g": 1e-4}, r"train\.pre\.lr_g: unknown key; valid keys: iterations, "),
-        ({"lr": -1}, r"train\.pre\.lr: must be > 0, got -1"),
-        ({"lr": float("inf")}, r"train\.pre\.lr: must be a finite number, got inf"),
-        ({"lr": "1e-4"}, r"train\.pre\.lr: must be a number, got '1e-4'"),
-        ({"iterations": 2.5}, r"train\.pre\.iterations: must be an integer, got 2\.5"),
-        ({"n_critic": True}, r"train\.pre\.n_critic: must be an integer, got True"),
-        ({"betas": [0.9, 1.0]}, r"train\.pre\.betas\[1\]: must be < 1, got 1\.0"),
-        ({"betas": [0.9]}, r"train\.pre\.betas: must be a pair of numbers"),
-        ({"pixel_loss": "l2"}, r"train\.pre\.pixel_loss: must be 'mse' or 'l1', got 'l2'"),
-        ({"channels_last": "yes"}, r"train\.pre\.channels_last: must be true or false"),
-        ({"max_minutes": 0}, r"train\.pre\.max_minutes: must be > 0, got 0"),
+        ({"lr_g": 1e-4}, r"train_gan\.pretrain\.lr_g: unknown key; valid keys: iterations, "),
+        ({"lr": -1.0}, r"train_gan\.pretrain\.lr: must be > 0, got -1"),
+        ({"lr": float("inf")}, r"train_gan\.pretrain\.lr: must be a finite number, got inf"),
+        ({"lr": "1e-4"}, r"train_gan\.pretrain\.lr: must be a number, got '1e-4'"),
+        ({"iterations": 2.5}, r"train_gan\.pretrain\.iterations: must be an integer, got 2\.5"),
+        ({"betas": [0.9, 1.0]}, r"train_gan\.pretrain\.betas\[1\]: must be < 1, got 1\.0"),
+        ({"betas": [0.9]}, r"train_gan\.pretrain\.betas: must be a pair of numbers"),
+        ({"pixel_loss": "l2"}, r"train_gan\.pretrain\.pixel_loss: must be 'mse' or 'l1'"),
+        ({"channels_last": "yes"}, r"train_gan\.pretrain\.channels_last: must be true or false"),
+        ({"max_minutes": 0}, r"train_gan\.pretrain\.max_minutes: must be > 0, got 0"),
     ]
-    for params, message in bad:
+    for overrides, message in bad:
         with pytest.raises(ValueError, match=message):
-            TrainConfig.from_params(params, "train.pre")
-    with pytest.raises(ValueError, match=r"TrainConfig\.gp_weight"):
-        TrainConfig(gp_weight=-1)
+            cfg(**overrides)
+    with pytest.raises(ValueError, match=r"train_gan\.adversarial\.n_critic: must be an integer"):
+        cfg("adversarial", n_critic=True)
+    with pytest.raises(ValueError, match=r"train_gan\.adversarial\.gp_weight: must be >= 0"):
+        cfg("adversarial", gp_weight=-1.0)
 
 
 # -------------------------------------------------------------------------- phase 1
@@ -324,7 +319,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, perceptual, phase):
         generator = build_generator(GEN, seed=5 if start else 0)  # resume overwrites weights
         batches = loader(start_batch=start["batches"] if start else 0)
         kwargs = dict(start=start, on_log=rec.on_log, on_checkpoint=rec.on_checkpoint)
-        config = cfg(iterations=6, checkpoint_every=2)
+        config = cfg(phase, iterations=6, checkpoint_every=2)
         try:
             if phase == "pretrain":
                 state = pretrain(generator, batches, perceptual, config, **kwargs)
@@ -352,20 +347,16 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, perceptual, phase):
 # ------------------------------------------------------------------- failure modes
 
 
-def test_non_finite_loss_stops_before_the_update(tmp_path, perceptual, monkeypatch):
-    calls = itertools.count(1)
-    real_pixel_loss = training.pixel_loss
+def test_non_finite_loss_stops_before_the_update(tmp_path, perceptual):
+    def nan_on_third_batch(batches):
+        for number, (lr, hr) in enumerate(batches, 1):
+            yield (lr * math.nan if number == 3 else lr), hr
 
-    def nan_on_third_step(sr, hr, kind="mse"):
-        loss = real_pixel_loss(sr, hr, kind)
-        return loss * math.nan if next(calls) == 3 else loss
-
-    monkeypatch.setattr(training, "pixel_loss", nan_on_third_step)
     generator, rec = build_generator(GEN, seed=0), Recorder(tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"step 3: loss pretrain/pixel = nan"):
         pretrain(
             generator,
-            loader(),
+            nan_on_third_batch(loader()),
             perceptual,
             cfg(iterations=5, checkpoint_every=1),
             on_checkpoint=rec.on_checkpoint,
@@ -399,7 +390,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
 
 def test_max_minutes_stops_cleanly(tmp_path, monkeypatch):
     clock = itertools.count(step=13.0)  # each clock read: 13 "seconds" later
-    monkeypatch.setattr(training, "_now", lambda: next(clock))
+    monkeypatch.setattr(clock_module, "now", lambda: next(clock))
     rec = Recorder(tmp_path)
     state = pretrain(
         build_generator(GEN, seed=0),
@@ -417,20 +408,14 @@ def test_max_minutes_stops_cleanly(tmp_path, monkeypatch):
 # -------------------------------------------------------------------------- phase 2
 
 
-def test_adversarial_runs_n_critic_steps_and_logs_everything(tmp_path, perceptual, monkeypatch):
-    counts = {"critic": 0, "batches": 0}
-    real_gp = training.gradient_penalty
-
-    def counting_gp(*args, **kwargs):
-        counts["critic"] += 1
-        return real_gp(*args, **kwargs)
+def test_adversarial_runs_n_critic_steps_and_logs_everything(tmp_path, perceptual):
+    counts = {"batches": 0}
 
     def counting(batches):
         for b in batches:
             counts["batches"] += 1
             yield b
 
-    monkeypatch.setattr(training, "gradient_penalty", counting_gp)
     generator = build_generator(GEN, seed=0)
     pre = pretrain(generator, loader(), perceptual, cfg(iterations=2))
     pre_weights = {k: v.clone() for k, v in pre["generator"].items()}
@@ -440,12 +425,15 @@ def test_adversarial_runs_n_critic_steps_and_logs_everything(tmp_path, perceptua
         critic,
         counting(loader()),
         perceptual,
-        cfg(iterations=3, n_critic=3, log_every=3),
+        cfg("adversarial", iterations=3, n_critic=3, log_every=3),
         start=pre,
         on_log=rec.on_log,
         on_checkpoint=rec.on_checkpoint,
     )
-    assert counts == {"critic": 9, "batches": 12}  # 3 x (3 critic + 1 generator) batches
+    assert counts == {"batches": 12}  # 3 x (3 critic + 1 generator) batches
+    # Adam counts its own updates: 3 critic updates per generator update
+    assert state["optimizer_c"]["state"][0]["step"].item() == 9
+    assert state["optimizer_g"]["state"][0]["step"].item() == 3
     assert state["phase"] == "adversarial" and state["step"] == 3 and state["batches"] == 12
     assert [s for s, _ in rec.logs] == [3] and set(rec.logs[0][1]) == GAN_METRICS
     assert all(math.isfinite(v) for v in rec.logs[0][1].values())
@@ -500,7 +488,7 @@ def test_finite_batch_source_gets_a_clear_error():
 def test_adversarial_refuses_a_batchnorm_critic(perceptual):
     critic = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     with pytest.raises(ValueError, match="must not use BatchNorm"):
-        train_adversarial(build_generator(GEN), critic, loader(), perceptual, cfg())
+        train_adversarial(build_generator(GEN), critic, loader(), perceptual, cfg("adversarial"))
 
 
 def test_lr_factor_warms_up_then_follows_a_cosine_to_zero():
@@ -511,6 +499,36 @@ def test_lr_factor_warms_up_then_follows_a_cosine_to_zero():
     # a wall-clock budget that ends the run first drives the decay instead
     assert lr_factor(cosine, 10, budget_used=0.5) == pytest.approx(0.5)
     assert lr_factor(cfg(iterations=100), 50) == 1.0
+
+
+def test_lr_factor_steps_down_at_each_milestone_as_the_paper_does():
+    paper = cfg("adversarial", iterations=200_000, lr_schedule="step", lr_milestones=[100_000],
+                lr_gamma=0.1)
+    assert lr_factor(paper, 0) == 1.0 and lr_factor(paper, 99_999) == 1.0
+    assert lr_factor(paper, 100_000) == pytest.approx(0.1)  # update 100 001 on: 1e-5
+    two = cfg(lr_schedule="step", lr_milestones=[2, 5], lr_gamma=0.5)
+    assert [lr_factor(two, step) for step in range(7)] == [1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_step_schedule_drops_both_learning_rates_and_survives_a_resume(tmp_path):
+    settings = dict(iterations=4, checkpoint_every=1, perceptual_weight=0.0, lr=1e-3,
+                    critic_lr=2e-3, lr_schedule="step", lr_milestones=[2], lr_gamma=0.1)
+    rec = Recorder(tmp_path)
+
+    def train(start=None, **overrides):
+        return train_adversarial(build_generator(GEN, seed=0), tiny_critic(),
+                                 loader(start_batch=start["batches"] if start else 0), None,
+                                 cfg("adversarial", **(settings | overrides)), start=start,
+                                 on_checkpoint=rec.on_checkpoint)
+
+    full = train()
+    lrs = [(s["optimizer_g"]["param_groups"][0]["lr"], s["optimizer_c"]["param_groups"][0]["lr"])
+           for s in rec.saved]  # the rate of each checkpoint's last update (steps 1..4)
+    assert lrs == [(1e-3, 2e-3), (1e-3, 2e-3), (1e-4, 2e-4), (1e-4, 2e-4)]
+    # Resumed from step 1 (before the milestone), a run reaches the same weights bit for bit.
+    resumed = train(start=rec.saved[0])
+    for part in ("generator", "critic"):
+        assert all(torch.equal(full[part][k], resumed[part][k]) for k in full[part])
 
 
 def test_ema_weights_are_saved_resumed_and_evaluated(tmp_path):
@@ -549,13 +567,14 @@ def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
 def test_a_critic_of_another_width_is_refused_by_name(tmp_path):
     rec = Recorder(tmp_path)
     train_adversarial(build_generator(GEN, seed=0), tiny_critic(), loader(), None,
-                      cfg(iterations=2, checkpoint_every=1, perceptual_weight=0.0),
+                      cfg("adversarial", iterations=2, checkpoint_every=1, perceptual_weight=0.0),
                       on_checkpoint=rec.on_checkpoint)
     wider = Critic(base_channels=16, pool_size=2, hidden=16)
     with pytest.raises(ValueError, match=r"base_channels: checkpoint 8, requested 16 "
                                          r"\(train_gan.critic\)"):
         train_adversarial(build_generator(GEN), wider, loader(), None,
-                          cfg(iterations=3, perceptual_weight=0.0), start=rec.saved[0])
+                          cfg("adversarial", iterations=3, perceptual_weight=0.0),
+                          start=rec.saved[0])
 
 
 def test_a_plain_state_dict_is_not_taken_for_a_checkpoint():
@@ -565,10 +584,14 @@ def test_a_plain_state_dict_is_not_taken_for_a_checkpoint():
         load_generator_state(build_generator(GEN), plain)
 
 
-def test_phase_one_options_are_refused_in_phase_two(perceptual):
-    with pytest.raises(ValueError, match="phase 1 only"):
+def test_each_phase_takes_only_its_own_settings(perceptual):
+    with pytest.raises(ValueError, match=r"train_gan\.adversarial\.ema_decay: unknown key"):
+        cfg("adversarial", ema_decay=0.9)
+    with pytest.raises(ValueError, match=r"train_gan\.pretrain\.n_critic: unknown key"):
+        cfg("pretrain", n_critic=2)
+    with pytest.raises(TypeError, match=r"adversarial takes params\.AdversarialParams"):
         train_adversarial(build_generator(GEN), tiny_critic(), loader(), perceptual,
-                          cfg(iterations=1, ema_decay=0.9))
+                          cfg(iterations=1))
 
 
 def test_input_skip_adds_a_bicubic_upsampling_of_the_input():

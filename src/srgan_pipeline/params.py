@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     Strict,
     StrictFloat,
+    StrictInt,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -46,7 +47,7 @@ __all__ = [
     "PretrainParams",
     "SourceParams",
     "TrainGanParams",
-    "TrainingPhaseParams",
+    "PhaseParams",
     "UpscaleParams",
     "blocks_read_by",
     "validate_params",
@@ -167,6 +168,7 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
 # YAML gives a list; lax only at the outer level so [0.9, 0.999] becomes a tuple.
 Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
+Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
 Device = Annotated[str, AfterValidator(_device_name)]
 Scale = Annotated[int, AfterValidator(_supported_scale)]
 
@@ -260,8 +262,8 @@ class PerceptualParams(Params):
     weights: str  # imagenet, random, or a path (checked when the loss is built)
 
 
-class _PhaseParams(Params):
-    """Fields both training phases have."""
+class PhaseParams(Params):
+    """Fields both training phases have: the loops read their settings from these models."""
 
     iterations: PositiveInt
     batch_size: PositiveInt
@@ -276,28 +278,41 @@ class _PhaseParams(Params):
     channels_last: bool
     amp_bf16: bool
     max_minutes: PositiveFloat | None
+    lr_schedule: Literal["constant", "cosine", "step"]
+    warmup_steps: NonNegativeInt
+    # step: the learning rate is multiplied by lr_gamma at each of these generator steps
+    # (absolute steps, so a resumed or extended run keeps them where they were).
+    lr_milestones: Milestones
+    lr_gamma: Annotated[float, Field(gt=0, le=1)]
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> PhaseParams:
+        steps = self.lr_milestones
+        if list(steps) != sorted(set(steps)):
+            raise ValueError(f"lr_milestones must be increasing steps, got {list(steps)}")
+        if self.lr_schedule == "step" and not steps:
+            raise ValueError("lr_schedule is 'step' but lr_milestones is empty: list the steps "
+                             "at which the learning rate is multiplied by lr_gamma")
+        if self.lr_schedule != "step" and steps:
+            raise ValueError(f"lr_milestones {list(steps)} apply to lr_schedule 'step' only; "
+                             f"lr_schedule is {self.lr_schedule!r}: set lr_milestones to []")
+        return self
 
 
-class PretrainParams(_PhaseParams):
+class PretrainParams(PhaseParams):
     """Phase 1: the critic fields are refused as unknown keys."""
 
-    lr_schedule: Literal["constant", "cosine"]
-    warmup_steps: NonNegativeInt
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None
 
 
-class AdversarialParams(_PhaseParams):
-    """Phase 2: the schedule and averaging fields are refused as unknown keys."""
+class AdversarialParams(PhaseParams):
+    """Phase 2: the weight-averaging field is refused as an unknown key."""
 
     critic_lr: PositiveFloat
     critic_betas: Betas
     n_critic: PositiveInt
     gp_weight: NonNegativeFloat
     adversarial_weight: NonNegativeFloat
-
-
-class TrainingPhaseParams(PretrainParams, AdversarialParams):
-    """Every field of training.TrainConfig, which validates itself with this model."""
 
 
 class TrainGanParams(Params):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ import torch
 from srgan_pipeline import resume, tracking
 from srgan_pipeline.checkpoints import build_generator, checked_checkpoint, evaluated_weights
 from srgan_pipeline.datasets import TorchCheckpointDataset
+from srgan_pipeline.devices import pick_device
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
-from srgan_pipeline.params import validate_params
+from srgan_pipeline.params import PhaseParams, TrainGanParams, validate_params
 from srgan_pipeline.patches import StorePatchDataset, make_loader
-from srgan_pipeline.training import TrainConfig, pick_device, pretrain, train_adversarial
+from srgan_pipeline.training import pretrain, train_adversarial
 from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)
@@ -33,18 +33,18 @@ def pretrain_generator(
 ) -> dict[str, Any]:
     """Phase 1: pixel + weighted VGG loss from scratch; returns the generator checkpoint."""
     settings = _check_settings(train_gan)
-    cfg = TrainConfig.from_params(settings["pretrain"], "train_gan.pretrain")
-    device = pick_device(settings["device"])
+    cfg = settings.pretrain
+    device = pick_device(settings.device)
     # Built even when phase 1 does not use it, so missing VGG weights stop the run now and
     # not after hours of pretraining, when phase 2 would need them.
     perceptual = _perceptual_loss(settings, device)
-    generator_config = {"scale": scale, **settings["generator"]}
+    generator_config = {"scale": scale, **settings.generator.model_dump()}
     generator = build_generator(generator_config, seed=cfg.seed)
     identity = resume.run_identity(
-        "pretrain", asdict(cfg), generator=generator_config,
-        perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
+        "pretrain", cfg.model_dump(), generator=generator_config,
+        perceptual=_perceptual_identity(settings, cfg),
         data=train_store.fingerprint())
-    path = resume.checkpoint_path(settings["checkpoint_dir"], "pretrain", identity)
+    path = resume.checkpoint_path(settings.checkpoint_dir, "pretrain", identity)
     with resume.owned(path):
         start = _resume_from(settings, path, "pretrain", identity)
         batches = _batches(train_store, scale, cfg, settings, device, start)
@@ -60,21 +60,20 @@ def train_adversarial_gan(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Phase 2 from the pretrained generator; returns generator and critic checkpoints."""
     settings = _check_settings(train_gan)
-    cfg = TrainConfig.from_params(settings["adversarial"], "train_gan.adversarial")
+    cfg = settings.adversarial
     pretrained = checked_checkpoint(generator_pretrained(), "generator_pretrained")
-    device = pick_device(settings["device"])
+    device = pick_device(settings.device)
     perceptual = _perceptual_loss(settings, device) if cfg.perceptual_weight > 0 else None
     generator = build_generator(pretrained["generator_config"], seed=cfg.seed)
-    critic = Critic(**settings["critic"])
+    critic = Critic(**settings.critic.model_dump())
     identity = resume.run_identity(
-        "adversarial", asdict(cfg), generator=pretrained["generator_config"],
-        critic=settings["critic"],
-        perceptual=settings["perceptual"] if cfg.perceptual_weight > 0 else None,
+        "adversarial", cfg.model_dump(), generator=pretrained["generator_config"],
+        critic=settings.critic.model_dump(), perceptual=_perceptual_identity(settings, cfg),
         data=train_store.fingerprint(),
         # Phase 2 belongs to the weights it starts from: a retrained or resumed phase 1
         # makes an older adversarial checkpoint another run's.
         started_from=resume.weights_fingerprint(evaluated_weights(pretrained)["generator"]))
-    path = resume.checkpoint_path(settings["checkpoint_dir"], "adversarial", identity)
+    path = resume.checkpoint_path(settings.checkpoint_dir, "adversarial", identity)
     with resume.owned(path):
         own = _resume_from(settings, path, "adversarial", identity)
         batches = _batches(train_store, scale, cfg, settings, device, own)
@@ -91,15 +90,19 @@ def train_adversarial_gan(
     return state, critic_state
 
 
-def _check_settings(train_gan: dict[str, Any]) -> dict[str, Any]:
+def _check_settings(train_gan: dict[str, Any]) -> TrainGanParams:
     """The whole block, both phases, checked before either starts (params.TrainGanParams)."""
-    validate_params("train_gan", train_gan)
-    return train_gan
+    return validate_params("train_gan", train_gan)
 
 
-def _perceptual_loss(settings: dict[str, Any], device: torch.device) -> VGGPerceptualLoss:
-    perceptual = settings["perceptual"]
-    return VGGPerceptualLoss(layer=perceptual["layer"], weights=perceptual["weights"]).to(device)
+def _perceptual_loss(settings: TrainGanParams, device: torch.device) -> VGGPerceptualLoss:
+    return VGGPerceptualLoss(layer=settings.perceptual.layer,
+                             weights=settings.perceptual.weights).to(device)
+
+
+def _perceptual_identity(settings: TrainGanParams, cfg: PhaseParams) -> dict[str, Any] | None:
+    """The perceptual loss a phase trains with, for its run identity (None when unused)."""
+    return settings.perceptual.model_dump() if cfg.perceptual_weight > 0 else None
 
 
 def _batches(store, scale, cfg, settings, device, start):
@@ -108,14 +111,14 @@ def _batches(store, scale, cfg, settings, device, start):
                          f"but scale is {scale}: re-run data_prep "
                          "(kedro run --pipelines=data_prep)")
     dataset = StorePatchDataset(store, patch_size=cfg.patch_size)
-    return make_loader(dataset, cfg.batch_size, settings["num_workers"], cfg.seed, device,
+    return make_loader(dataset, cfg.batch_size, settings.num_workers, cfg.seed, device,
                        start_batch=start["batches"] if start else 0)
 
 
-def _resume_from(settings: dict[str, Any], path: Path, phase: str,
+def _resume_from(settings: TrainGanParams, path: Path, phase: str,
                  identity: dict[str, Any]) -> dict[str, Any] | None:
     """This run's in-progress checkpoint of ``phase`` when ``train_gan.resume`` is true."""
-    if not settings["resume"]:
+    if not settings.resume:
         if path.exists():
             logger.info("Starting %s afresh (train_gan.resume=false); %s will be overwritten",
                         phase, path)
@@ -150,7 +153,7 @@ def _log_metrics(step: int, metrics: dict[str, float]) -> None:
 
 
 def _log_run_settings(phase: str, device: torch.device, perceptual: VGGPerceptualLoss | None,
-                      cfg: TrainConfig, path: Path) -> None:
+                      cfg: PhaseParams, path: Path) -> None:
     source = perceptual.weights_source if perceptual is not None else "unused"
     logger.info("%s on %s; perceptual weights: %s; in-progress checkpoint %s", phase, device,
                 source, path)

@@ -1,0 +1,165 @@
+"""The loop both training phases share; a phase supplies only its per-step maths.
+
+``run(phase, batches, ...)`` resumes or seeds, sets each step's learning rate, calls
+``phase.train_step``, reports windows of steps, writes checkpoints, and stops at
+``iterations`` or when ``max_minutes`` is spent. A :class:`Phase` owns its models, optimisers
+and losses (pretrain.py, adversarial.py); this is BasicSR's ``optimize_parameters`` split
+without its registries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from srgan_pipeline.devices import cpu_has_fast_bf16
+from srgan_pipeline.losses import pixel_loss
+from srgan_pipeline.models import Generator
+from srgan_pipeline.params import PhaseParams
+from srgan_pipeline.training.clock import TimeBudget
+from srgan_pipeline.training.feed import Batch, BatchFeed
+from srgan_pipeline.training.meter import Meter, OnLog
+from srgan_pipeline.training.schedule import lr_factor
+from srgan_pipeline.training.state import begin, check_finite_weights, restore_optimizer, snapshot
+
+logger = logging.getLogger(__name__)
+
+OnCheckpoint = Callable[[dict[str, Any]], None]
+
+
+class Phase:
+    """One training phase as :func:`run` drives it.
+
+    A subclass sets ``name`` and ``settings`` (its parameter model), creates its optimisers in
+    ``optimizers`` (checkpoint key -> (optimizer, base learning rate, betas)), and implements
+    ``start_from`` (load weights from a start state), ``train_step`` (one generator update,
+    returning the loss values to log) and, if it keeps more, ``extra_state``.
+    """
+
+    name: str
+    settings: type[PhaseParams]
+
+    def __init__(self, cfg: PhaseParams, generator: Generator, perceptual: nn.Module | None,
+                 *modules: nn.Module):
+        if not isinstance(cfg, self.settings):
+            raise TypeError(f"{self.name} takes params.{self.settings.__name__} (e.g. "
+                            f"training.phase_config({self.name!r}, ...)), got "
+                            f"{type(cfg).__name__}")
+        if cfg.perceptual_weight > 0 and perceptual is None:
+            raise ValueError(f"perceptual_weight is {cfg.perceptual_weight} but no perceptual "
+                             "loss module was passed")
+        self.cfg, self.generator, self.perceptual = cfg, generator, perceptual
+        # Weight 0 skips the VGG forward/backward entirely (it costs more than the generator).
+        self.vgg = perceptual if cfg.perceptual_weight > 0 else None
+        self.device = next(generator.parameters()).device
+        self.autocast = prepare(cfg, self.device, generator, *modules, self.vgg)
+        self.models: dict[str, nn.Module] = {"generator": generator}
+        self.optimizers: dict[str, tuple[torch.optim.Optimizer, float, Any]] = {}
+        generator.train()
+
+    def start_from(self, start: Mapping[str, Any] | None, resuming: bool) -> None:
+        raise NotImplementedError
+
+    def train_step(self, feed: BatchFeed, step: int) -> list[dict[str, float]]:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def content_loss(self, prefix: str, sr_unit: torch.Tensor, hr: torch.Tensor
+                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Pixel loss + perceptual_weight x VGG loss, both on [0, 1] images.
+
+        [0, 1] (not the generator's [-1, 1]) so that the logged MSE converts straight to the
+        PSNR SR papers publish: -10 log10(MSE) on [0, 1] (= 8-bit [0, 255] images). The
+        paper's own MSE was on [-1, 1], 4x this value.
+        """
+        losses = {f"{prefix}/pixel": pixel_loss(sr_unit.float(), hr, self.cfg.pixel_loss)}
+        total = losses[f"{prefix}/pixel"]
+        if self.vgg is not None:
+            losses[f"{prefix}/perceptual"] = self.vgg(sr_unit, hr)
+            total = total + self.cfg.perceptual_weight * losses[f"{prefix}/perceptual"]
+        return losses, total
+
+
+def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | None,
+        on_log: OnLog | None, on_checkpoint: OnCheckpoint | None) -> dict[str, Any]:
+    """Train ``phase`` to ``cfg.iterations`` (or its time budget); the final state."""
+    cfg = phase.cfg
+    resuming = begin(phase.name, cfg, start)
+    phase.start_from(start, resuming)
+    counters = {"step": 0, "batches": 0, "elapsed_s": 0.0}
+    if resuming:
+        for key, (optimizer, _, betas) in phase.optimizers.items():
+            restore_optimizer(optimizer, start[key], betas)
+        counters = {key: start[key] for key in counters}
+    step = counters["step"]
+    feed = BatchFeed(batches, phase.device, cfg.channels_last, taken=counters["batches"])
+    budget = TimeBudget(cfg.max_minutes, elapsed_before=counters["elapsed_s"])
+    meter = Meter(phase.name, cfg.iterations, cfg.log_every, step, on_log, feed, budget)
+
+    def state(stopped_because: str | None) -> dict[str, Any]:
+        counters = {"step": step, "batches": feed.taken, "elapsed_s": budget.elapsed()}
+        optimizers = {key: optimizer for key, (optimizer, _, _) in phase.optimizers.items()}
+        return {**snapshot(phase.name, cfg, counters, phase.models, optimizers,
+                           phase.perceptual, stopped_because), **phase.extra_state()}
+
+    saved_at, stopped_because = step, "iterations"
+    while step < cfg.iterations:
+        factor = lr_factor(cfg, step, budget.used())
+        for optimizer, base_lr, _ in phase.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * factor
+        for values in phase.train_step(feed, step + 1):
+            meter.add(values)
+        step += 1
+        meter.step_done(step)
+        if step < cfg.iterations and budget.exceeded():
+            stopped_because = "max_minutes"
+            break
+        # The last step's checkpoint is the final state, written below.
+        if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
+            check_finite_weights(phase.models, step)
+            on_checkpoint(state(None))
+            saved_at = step
+    final = state(stopped_because)
+    meter.flush(step)  # the last, partial window
+    meter.close()
+    if step != saved_at and on_checkpoint is not None:
+        check_finite_weights(phase.models, step)
+        on_checkpoint(final)
+    logger.info("%s stopped at step %d (%s)", phase.name, step, stopped_because)
+    return final
+
+
+def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
+            ) -> Callable[[], contextlib.AbstractContextManager]:
+    """Move the modules to the generator's device and memory format; the autocast context."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest convs once
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    for module in modules:
+        if module is not None:
+            # channels_last (NHWC) lets oneDNN/cuDNN run the convs without layout reorders.
+            module.to(device=device, memory_format=memory_format)
+    if cfg.amp_bf16 and device.type not in ("cuda", "cpu"):
+        logger.warning("amp_bf16 is used on CUDA and CPU only; training in float32 on %s", device)
+    elif cfg.amp_bf16:
+        # On CPU bf16 pays off only where oneDNN has bf16 matrix units (AMX, AVX512-BF16);
+        # README's measured table and benchmarks/train_step.py give the figures.
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: bf16 may be slower than "
+                           "float32 here")
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
+    # fused: one kernel for all parameters on CUDA; elsewhere the default (foreach) path.
+    return torch.optim.Adam(params, lr=lr, betas=betas,
+                            fused=True if device.type == "cuda" else None)
