@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from conftest import tar_bytes, zip_bytes
 
-from srgan_pipeline import downloads
+from srgan_pipeline import archives, downloads
+from srgan_pipeline.archives import check_archive, extract
 from srgan_pipeline.downloads import (
     ChecksumMismatchError,
     DownloadError,
     UnsafeArchiveError,
     download,
-    extract,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -71,8 +71,8 @@ def test_download_extract_then_rerun_is_offline(server, tmp_path, monkeypatch, n
 
     # Re-run: no request, no re-hash (sidecar matches), no extraction.
     monkeypatch.setattr(downloads, "_hashers", lambda *a: pytest.fail("re-hashed"))
-    monkeypatch.setattr(downloads.zipfile, "ZipFile", lambda *a: pytest.fail("re-extracted"))
-    monkeypatch.setattr(downloads.tarfile, "open", lambda *a: pytest.fail("re-extracted"))
+    monkeypatch.setattr(archives.zipfile, "ZipFile", lambda *a: pytest.fail("re-extracted"))
+    monkeypatch.setattr(archives.tarfile, "open", lambda *a: pytest.fail("re-extracted"))
     assert download(f"{server.url}/{name}", dest, size=len(data), sha256=_sha(data),
                     progress=False) == dest
     assert extract(dest, out) == out
@@ -290,7 +290,7 @@ def test_a_download_that_is_not_a_complete_archive_is_deleted_not_recorded(
     server.files[f"/{name}"] = data
     dest = tmp_path / name
     with pytest.raises(DownloadError, match=why) as exc:
-        download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+        download(f"{server.url}/{name}", dest, progress=False, verify=check_archive)
     message = str(exc.value)
     assert "deleted" in message and "run again" in message and "place it at" in message
     assert not dest.exists() and _leftovers(dest) == []  # no .part, no .sha256, no sidecar
@@ -298,7 +298,7 @@ def test_a_download_that_is_not_a_complete_archive_is_deleted_not_recorded(
     # The advice works: once the server sends the real archive, the next run takes it.
     server.files[f"/{name}"] = good = (zip_bytes if name.endswith("zip") else tar_bytes)(
         _images(2))
-    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    download(f"{server.url}/{name}", dest, progress=False, verify=check_archive)
     assert dest.read_bytes() == good
     assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(good)
 
@@ -309,10 +309,10 @@ def test_a_download_cut_without_content_length_is_refused(server, tmp_path, name
     server.send_length, server.drop_after = False, len(data) // 2
     dest = tmp_path / name
     with pytest.raises(DownloadError, match="deleted"):
-        download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+        download(f"{server.url}/{name}", dest, progress=False, verify=check_archive)
     assert not dest.exists() and _leftovers(dest) == []
     server.drop_after = None  # the whole file, still without a length: accepted
-    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    download(f"{server.url}/{name}", dest, progress=False, verify=check_archive)
     assert dest.read_bytes() == data
 
 
@@ -324,7 +324,7 @@ def test_a_download_cut_without_content_length_is_refused(server, tmp_path, name
 def test_complete_archives_without_a_checksum_are_accepted(server, tmp_path, name, build):
     server.files[f"/{name}"] = data = build(_images(3))
     dest = tmp_path / name
-    download(f"{server.url}/{name}", dest, progress=False, verify=downloads.check_archive)
+    download(f"{server.url}/{name}", dest, progress=False, verify=check_archive)
     assert dest.read_bytes() == data
 
 
@@ -334,7 +334,7 @@ def test_a_zip_member_with_a_bad_crc_is_refused(server, tmp_path):
     server.files["/a.zip"] = bytes(data)
     with pytest.raises(DownloadError, match="HR/a.png"):
         download(f"{server.url}/a.zip", tmp_path / "a.zip", progress=False,
-                 verify=downloads.check_archive)
+                 verify=check_archive)
     assert not (tmp_path / "a.zip").exists()
 
 
@@ -343,12 +343,12 @@ def test_a_file_placed_by_hand_is_verified_too_and_kept(tmp_path, data):
     dest = tmp_path / "benchmark.tar"
     dest.write_bytes(data)
     with pytest.raises(DownloadError) as exc:
-        download(_closed_port_url(), dest, progress=False, verify=downloads.check_archive)
+        download(_closed_port_url(), dest, progress=False, verify=check_archive)
     assert str(dest) in str(exc.value) and "replace it" in str(exc.value)
     assert dest.read_bytes() == data  # the user's file is never deleted
     assert not Path(f"{dest}.sha256").exists()
 
     dest.write_bytes(good := tar_bytes(_images(2)))
     assert download(_closed_port_url(), dest, progress=False,
-                    verify=downloads.check_archive) == dest
+                    verify=check_archive) == dest
     assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(good)

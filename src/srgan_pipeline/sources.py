@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from srgan_pipeline.downloads import check_archive, download, extract
+from srgan_pipeline.archives import check_archive, extract
+from srgan_pipeline.downloads import download
 from srgan_pipeline.params import ParameterError, Sources, validate_params
 
 logger = logging.getLogger(__name__)
