@@ -11,31 +11,46 @@ rather than a silent second default. The exceptions are documented optional keys
 ``path``/``url``/``size``/..., ``enabled``). Types are strict (``true`` is not a number, ``2.5`` is
 not an integer, ``"1e-4"`` is not a number), as YAML and ``--params`` give typed values.
 
-Pydantic does the work (already installed with MLflow); only its messages are rewritten here
-(``_describe``) so that they read as parameter paths and expectations, not as Python types.
+Pydantic does the work (already installed with MLflow): the block models are here, their value
+rules in ``rules.py``, and ``messages.py`` rewrites pydantic's errors so that they read as
+parameter paths and expectations, not as Python types.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    Strict,
-    StrictFloat,
-    StrictInt,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
+from srgan_pipeline.params.messages import describe_errors, model_in
+from srgan_pipeline.params.rules import (
+    STRICT,
+    Betas,
+    Device,
+    Milestones,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Params,
+    PositiveFloat,
+    PositiveInt,
+    Scale,
+    at_least_scale,
+    builtin_names,
+    generator_choice,
+    hex_digest,
+    inside_source,
+    model_names,
+    multiple_of_scale,
+    vgg_layer,
+)
 from srgan_pipeline.serving.params import ServingParams  # noqa: E402 (pydantic only)
 
 __all__ = [
@@ -58,129 +73,14 @@ class ParameterError(ValueError):
     """Parameters that do not fit their schema; the message names each offending path."""
 
 
-_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
-
-
-class Params(BaseModel):
-    """Base of every parameter block: unknown keys refused, values immutable, types strict."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, **_STRICT)
-
-
-# --------------------------------------------------------------------------- value rules
-# Annotated types carry their rules with them, so a node that receives one key alone
-# (e.g. ``params:data_prep.min_size``) is checked by exactly the rule of the whole block.
-
-
-def _scale_of(info: ValidationInfo) -> int | None:
-    return (info.context or {}).get("scale")
-
-
-def _at_least_scale(value: int, info: ValidationInfo) -> int:
-    scale = _scale_of(info)
-    if scale is not None and value < scale:
-        raise ValueError(f"must be an integer >= scale ({scale}), got {value!r}")
-    return value
-
-
-def _multiple_of_scale(value: int, info: ValidationInfo) -> int:
-    scale = _scale_of(info)
-    if scale is not None and value % scale:
-        raise ValueError(f"must be a positive multiple of the scale ({scale}), got {value!r}")
-    return value
-
-
-def _supported_scale(value: int) -> int:
-    if value not in (2, 4):
-        raise ValueError(f"must be 2 or 4 (the generator's upsampling factors), got {value!r}")
-    return value
-
-
-def _pair(value: Any) -> Any:
-    if not (isinstance(value, list | tuple) and len(value) == 2):
-        raise ValueError(f"must be a pair of numbers [beta1, beta2] in [0, 1), got {value!r}")
-    return value
-
-
-def _device_name(value: str) -> str:
-    # Only the spelling is checked here; whether the device exists is decided on the machine
-    # that runs the node (training.pick_device).
-    if not re.fullmatch(r"auto|(cpu|cuda|mps)(:\d+)?", value):
-        raise ValueError(
-            f"must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {value!r}"
-        )
-    return value
-
-
-def _vgg_layer(value: str) -> str:
-    from srgan_pipeline.models.perceptual import VGG19_LAYERS  # torch: imported when used
-
-    if value not in VGG19_LAYERS:
-        raise ValueError(f"must be a VGG19 layer ({', '.join(VGG19_LAYERS)}), got {value!r}")
-    return value
-
-
-def _model_names(value: Any) -> Any:
-    # kedro run --params splits on commas, so the command line gives several as one string:
-    # --params="evaluation.models=bicubic srresnet"
-    from srgan_pipeline.evaluation import MODELS
-
-    names = value.split() if isinstance(value, str) else value
-    if (not names or not isinstance(names, list | tuple)
-            or not all(isinstance(n, str) for n in names) or set(names) - set(MODELS)):
-        raise ValueError(f"must be a non-empty list drawn from {list(MODELS)}, got {value!r}")
-    return tuple(dict.fromkeys(names))
-
-
-def _builtin_names(value: Any) -> Any:
-    from srgan_pipeline.sources import BUILTIN_PHOTOS
-
-    names = [value] if isinstance(value, str) else value
-    if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
-        raise ValueError(f"must be a photograph name or a list of them, got {value!r}")
-    unknown = [n for n in names if n not in BUILTIN_PHOTOS]
-    if unknown:
-        raise ValueError(f"unknown photograph(s) {unknown}; scikit-image ships "
-                         f"{sorted(BUILTIN_PHOTOS)}")
-    return tuple(names)
-
-
-def _inside_source(value: str) -> str:
-    path = PurePosixPath(value)
-    if not value or path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"must be a folder inside the source (relative, without '..'), got "
-                         f"{value!r}: it must not reach another source's files")
-    return value
-
-
-def _hex_digest(length: int):
-    def check(value: str) -> str:
-        if not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value):
-            raise ValueError(f"must be {length} hex digits, got {value!r}")
-        return value.lower()
-    return AfterValidator(check)
-
-
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
-# YAML gives a list; lax only at the outer level so [0.9, 0.999] becomes a tuple.
-Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
-Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
-Device = Annotated[str, AfterValidator(_device_name)]
-Scale = Annotated[int, AfterValidator(_supported_scale)]
-
-
 # --------------------------------------------------------------------------- data_prep
 
 
 class TilesParams(Params):
     """Tiles must map to whole LR pixels, and overlap or touch (gaps would drop image content)."""
 
-    size: Annotated[PositiveInt, AfterValidator(_multiple_of_scale)]
-    stride: Annotated[PositiveInt, AfterValidator(_multiple_of_scale)]
+    size: Annotated[PositiveInt, AfterValidator(multiple_of_scale)]
+    stride: Annotated[PositiveInt, AfterValidator(multiple_of_scale)]
 
     @model_validator(mode="after")
     def _no_gaps(self) -> TilesParams:
@@ -200,10 +100,10 @@ class SourceParams(Params):
     path: str | None = None
     url: str | None = None
     size: PositiveInt | None = None
-    sha256: Annotated[str, _hex_digest(64)] | None = None
-    md5: Annotated[str, _hex_digest(32)] | None = None
-    images_in: Annotated[str, AfterValidator(_inside_source)] | None = None
-    builtin: Annotated[tuple[str, ...], BeforeValidator(_builtin_names)] | None = None
+    sha256: Annotated[str, hex_digest(64)] | None = None
+    md5: Annotated[str, hex_digest(32)] | None = None
+    images_in: Annotated[str, AfterValidator(inside_source)] | None = None
+    builtin: Annotated[tuple[str, ...], BeforeValidator(builtin_names)] | None = None
     note: str | None = None
 
     @model_validator(mode="after")
@@ -234,7 +134,7 @@ Sources = dict[str, SourceParams] | None
 
 class DataPrepParams(Params):
     raw_dir: str
-    min_size: Annotated[PositiveInt, AfterValidator(_at_least_scale)]
+    min_size: Annotated[PositiveInt, AfterValidator(at_least_scale)]
     max_pixels: PositiveInt  # checked from the header before an image is decoded
     show_progress: bool
     workers: PositiveInt | None  # null = every core this process may use
@@ -258,7 +158,7 @@ class CriticParams(Params):
 
 
 class PerceptualParams(Params):
-    layer: Annotated[str, AfterValidator(_vgg_layer)]
+    layer: Annotated[str, AfterValidator(vgg_layer)]
     weights: str  # imagenet, random, or a path (checked when the loss is built)
 
 
@@ -337,7 +237,7 @@ class FiguresParams(Params):
 
 
 class EvaluationParams(Params):
-    models: Annotated[tuple[str, ...], BeforeValidator(_model_names)]
+    models: Annotated[tuple[str, ...], BeforeValidator(model_names)]
     device: Device
     tile: PositiveInt
     crop_border: NonNegativeInt | None  # null = scale
@@ -345,18 +245,9 @@ class EvaluationParams(Params):
     figures: FiguresParams
 
 
-def _generator_choice(value: str) -> str:
-    from srgan_pipeline.serving.params import is_model_uri
-
-    if value not in ("srgan", "srresnet") and not is_model_uri(value):
-        raise ValueError(f"must be 'srgan', 'srresnet' or an MLflow model URI "
-                         f"(models:/srgan_pipeline_generator@champion), got {value!r}")
-    return value
-
-
 class UpscaleParams(Params):
     input_dir: str
-    model: Annotated[str, AfterValidator(_generator_choice)]
+    model: Annotated[str, AfterValidator(generator_choice)]
     device: Device
     tile: PositiveInt
     max_pixels: PositiveInt  # checked from the header before an image is decoded
@@ -387,7 +278,7 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
     """
     schema = _schema_at(path) if schema is None else schema
     # A model brings its own config; a single key (or a mapping of models) gets the same rules.
-    config = None if isinstance(schema, type) and issubclass(schema, BaseModel) else _STRICT
+    config = None if isinstance(schema, type) and issubclass(schema, BaseModel) else STRICT
     try:
         return TypeAdapter(schema, config=config).validate_python(value, context={"scale": scale})
     except ValidationError as error:
@@ -400,73 +291,6 @@ def blocks_read_by(pipeline) -> list[str]:
                    for name in pipeline.datasets() if name.startswith("params:")})
 
 
-def describe_errors(error: ValidationError, path: str, schema: Any) -> str:
-    """One line per error: ``<path>.<key>: <what is expected>, got <value>``."""
-    lines = []
-    for item in error.errors():
-        loc = [part for part in item["loc"] if not _is_branch_tag(part)]
-        where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-        keys = [p for p in loc if isinstance(p, str)]
-        message = _describe(item, schema, keys, path.split(".", 1)[0])
-        lines.append(f"{where}: {message}".replace("{param}", where))
-    return "\n".join(dict.fromkeys(lines))
-
-
-def _describe(item: dict[str, Any], schema: Any, keys: list[str], block: str) -> str:
-    kind, ctx, got = item["type"], item.get("ctx") or {}, item["input"]
-    if kind == "extra_forbidden":
-        return f"unknown key; valid keys: {', '.join(_fields_at(schema, keys[:-1]))}"
-    if kind == "missing":
-        conf = "parameters.yml" if block == "scale" else f"parameters_{block}.yml"
-        return f"missing; conf/base/{conf} lists every key with its default"
-    if kind == "value_error":  # our own rules: the message already says what and what was got
-        return str(ctx.get("error", item["msg"]))
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-              "less_than_equal": "<="}
-    if kind in bounds:
-        limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit:g}, got {got!r}"
-    expected = {
-        "int_type": "an integer", "int_from_float": "an integer", "bool_type": "true or false",
-        "float_type": "a number", "float_parsing": "a number",
-        "finite_number": "a finite number", "string_type": "a string",
-        "model_type": "a mapping of keys", "dict_type": "a mapping", "list_type": "a list",
-        "tuple_type": "a list", "literal_error": ctx.get("expected", ""),
-    }.get(kind)
-    if expected is None:
-        return f"{item['msg'].replace('Input should be', 'must be')}, got {got!r}"
-    return f"must be {expected}, got {got!r}"
-
-
-def _is_branch_tag(part: Any) -> bool:
-    # Pydantic names the branch of a union it tried (e.g. "function-after[...]"): not a key.
-    return isinstance(part, str) and ("[" in part or part in ("none", "int", "str"))
-
-
-def _fields_at(schema: Any, keys: list[str]) -> list[str]:
-    """Field names of the model found by following ``keys`` from ``schema``."""
-    model = _model_in(schema)
-    for key in keys:
-        if model is None:
-            break
-        if key in model.model_fields:
-            model = _model_in(model.model_fields[key].annotation)
-        # else: a free key of a mapping (a source name): the model stays the mapping's value
-    return list(model.model_fields) if model is not None else []
-
-
-def _model_in(schema: Any) -> type[BaseModel] | None:
-    """The model inside ``schema``: itself, or inside Optional / dict[str, model] / Annotated."""
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema
-    if get_origin(schema) in (Union, dict, Annotated) or type(schema).__name__ == "UnionType":
-        for arg in get_args(schema):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
-
-
 def _schema_at(path: str) -> Any:
     """The schema of parameter ``path``: a block, or a field inside one with its rules."""
     block, *keys = path.split(".")
@@ -475,7 +299,7 @@ def _schema_at(path: str) -> Any:
                              f"{', '.join(PARAMETER_BLOCKS)}")
     schema = PARAMETER_BLOCKS[block]
     for depth, key in enumerate(keys):
-        model = _model_in(schema)
+        model = model_in(schema)
         if model is None or key not in model.model_fields:
             raise ParameterError(f"{'.'.join([block, *keys[:depth + 1]])}: unknown key")
         info = model.model_fields[key]

@@ -1,0 +1,143 @@
+"""The value rules of the parameter blocks: strict types, ranges, and the checks pydantic lacks.
+
+Annotated types carry their rules with them, so a node that receives one key alone (e.g.
+``params:data_prep.min_size``) is checked by exactly the rule of the whole block.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+)
+
+STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+class Params(BaseModel):
+    """Base of every parameter block: unknown keys refused, values immutable, types strict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
+
+
+
+
+def _scale_of(info: ValidationInfo) -> int | None:
+    return (info.context or {}).get("scale")
+
+
+def at_least_scale(value: int, info: ValidationInfo) -> int:
+    scale = _scale_of(info)
+    if scale is not None and value < scale:
+        raise ValueError(f"must be an integer >= scale ({scale}), got {value!r}")
+    return value
+
+
+def multiple_of_scale(value: int, info: ValidationInfo) -> int:
+    scale = _scale_of(info)
+    if scale is not None and value % scale:
+        raise ValueError(f"must be a positive multiple of the scale ({scale}), got {value!r}")
+    return value
+
+
+def _supported_scale(value: int) -> int:
+    if value not in (2, 4):
+        raise ValueError(f"must be 2 or 4 (the generator's upsampling factors), got {value!r}")
+    return value
+
+
+def _pair(value: Any) -> Any:
+    if not (isinstance(value, list | tuple) and len(value) == 2):
+        raise ValueError(f"must be a pair of numbers [beta1, beta2] in [0, 1), got {value!r}")
+    return value
+
+
+def _device_name(value: str) -> str:
+    # Only the spelling is checked here; whether the device exists is decided on the machine
+    # that runs the node (training.pick_device).
+    if not re.fullmatch(r"auto|(cpu|cuda|mps)(:\d+)?", value):
+        raise ValueError(
+            f"must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {value!r}"
+        )
+    return value
+
+
+def vgg_layer(value: str) -> str:
+    from srgan_pipeline.models.perceptual import VGG19_LAYERS  # torch: imported when used
+
+    if value not in VGG19_LAYERS:
+        raise ValueError(f"must be a VGG19 layer ({', '.join(VGG19_LAYERS)}), got {value!r}")
+    return value
+
+
+def model_names(value: Any) -> Any:
+    # kedro run --params splits on commas, so the command line gives several as one string:
+    # --params="evaluation.models=bicubic srresnet"
+    from srgan_pipeline.evaluation import MODELS
+
+    names = value.split() if isinstance(value, str) else value
+    if (not names or not isinstance(names, list | tuple)
+            or not all(isinstance(n, str) for n in names) or set(names) - set(MODELS)):
+        raise ValueError(f"must be a non-empty list drawn from {list(MODELS)}, got {value!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def builtin_names(value: Any) -> Any:
+    from srgan_pipeline.sources import BUILTIN_PHOTOS
+
+    names = [value] if isinstance(value, str) else value
+    if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"must be a photograph name or a list of them, got {value!r}")
+    unknown = [n for n in names if n not in BUILTIN_PHOTOS]
+    if unknown:
+        raise ValueError(f"unknown photograph(s) {unknown}; scikit-image ships "
+                         f"{sorted(BUILTIN_PHOTOS)}")
+    return tuple(names)
+
+
+def inside_source(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"must be a folder inside the source (relative, without '..'), got "
+                         f"{value!r}: it must not reach another source's files")
+    return value
+
+
+def hex_digest(length: int):
+    def check(value: str) -> str:
+        if not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value):
+            raise ValueError(f"must be {length} hex digits, got {value!r}")
+        return value.lower()
+    return AfterValidator(check)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
+# YAML gives a list; lax only at the outer level so [0.9, 0.999] becomes a tuple.
+Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
+Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
+Device = Annotated[str, AfterValidator(_device_name)]
+Scale = Annotated[int, AfterValidator(_supported_scale)]
+
+
+def generator_choice(value: str) -> str:
+    from srgan_pipeline.serving.params import is_model_uri
+
+    if value not in ("srgan", "srresnet") and not is_model_uri(value):
+        raise ValueError(f"must be 'srgan', 'srresnet' or an MLflow model URI "
+                         f"(models:/srgan_pipeline_generator@champion), got {value!r}")
+    return value
