@@ -25,7 +25,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
+    "GREY_MODES",
     "UnreadableImageError",
+    "has_alpha",
     "imresize",
     "load_rgb",
     "mod_crop",
@@ -172,7 +174,19 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
 # Loading
 # --------------------------------------------------------------------------------------------
 
-_SIXTEEN_BIT_GREY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+# Pillow modes whose pixels are grey levels (with or without alpha): to_rgb_array makes them
+# R = G = B, and inference.upscale_image gives them back as grey.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "F"}) | _SIXTEEN_BIT_GREY
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Whether ``img`` has transparency: an alpha band (straight or premultiplied), or a tRNS
+    entry (palette or single-colour transparency), which is alpha in disguise."""
+    bands = img.getbands()
+    return "A" in bands or "a" in bands or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info)
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
@@ -208,9 +222,7 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         grey = np.floor(np.clip(np.nan_to_num(grey), 0, 255) + 0.5).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
 
-    has_alpha = "A" in img.getbands() or "a" in img.getbands()
-    # A tRNS chunk (palette or single-colour transparency) is alpha in disguise.
-    if has_alpha or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+    if has_alpha(img):
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(_composite_on_white(rgba))
 

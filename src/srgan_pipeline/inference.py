@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from srgan_pipeline.devices import DTYPES
-from srgan_pipeline.imaging import imresize, to_rgb_array
+from srgan_pipeline.imaging import GREY_MODES, has_alpha, imresize, to_rgb_array
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models.generator import (
     Generator,
@@ -318,19 +318,6 @@ def _tail_before_shuffle(model: Generator) -> None:
     model.requires_grad_(False)
 
 
-def _alpha_family(img: Image.Image) -> bool:
-    """Same rule as imaging.to_rgb_array: an alpha band, or a tRNS transparency entry."""
-    bands = img.getbands()
-    return (
-        "A" in bands
-        or "a" in bands
-        or (img.mode in ("P", "L", "RGB") and "transparency" in img.info)
-    )
-
-
-_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-
-
 def upscale_image(
     generator: nn.Module, image: Image.Image, scale: int | None = None, **kwargs
 ) -> Image.Image:
@@ -356,9 +343,9 @@ def upscale_image(
         raise ValueError(f"scale={scale} but the generator upscales x{gen_scale}")
 
     img = ImageOps.exif_transpose(image)
-    grey = img.mode in _GREY_MODES
+    grey = img.mode in GREY_MODES
 
-    if _alpha_family(img):
+    if has_alpha(img):
         if img.mode == "La":  # Pillow cannot go La -> RGBA directly
             img = img.convert("LA")
         rgba = np.asarray(img.convert("RGBA"))
