@@ -43,8 +43,10 @@ def inference_model(
       the last PixelShuffle(r): a 5x5 conv, C*r^2 -> 3*r^2 channels, at 1/r of the resolution,
       followed by PixelShuffle(r), with the last PReLU's slopes repeated r^2 times so that it
       can run before the shuffle. Exact algebra (see :func:`_tail_before_shuffle`), faster
-      for that layer (benchmarks/upscale.py: "project nchw" against "plain"), and it also
-      skips shuffling the C-channel map to full resolution.
+      for that layer, and it also skips shuffling the C-channel map to full resolution.
+
+    What the folding and the tail rewrite gain together: benchmarks/upscale.py, "plain"
+    against "project nchw".
     """
     # Hundreds of small tensor ops (clones, folds, layout changes), each just above torch's
     # parallel grain size: with several threads every op pays an OpenMP wake-up, which adds
