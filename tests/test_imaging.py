@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageMode
 
 from srgan_pipeline.imaging import (
+    GREY_MODES,
     UnreadableImageError,
+    has_alpha,
     imresize,
     load_rgb,
     mod_crop,
@@ -274,6 +276,36 @@ def test_la_and_pa_composite_onto_white():
     pa = Image.new("PA", (1, 1))
     pa.putpalette([0, 0, 0] * 256)
     assert to_rgb_array(pa)[0, 0].tolist() == [255, 255, 255]  # alpha 0
+
+
+def _black_with_trns(mode: str) -> Image.Image:
+    img = Image.new(mode, (1, 1))
+    img.info["transparency"] = (0, 0, 0) if mode == "RGB" else 0
+    return img
+
+
+@pytest.mark.parametrize(("image", "transparent"), [
+    (Image.new("RGBA", (1, 1)), True), (Image.new("LA", (1, 1)), True),
+    (Image.new("PA", (1, 1)), True), (Image.new("RGBa", (1, 1)), True),
+    (_black_with_trns("P"), True), (_black_with_trns("L"), True), (_black_with_trns("RGB"), True),
+    (Image.new("RGB", (1, 1)), False), (Image.new("L", (1, 1)), False),
+    (Image.new("P", (1, 1)), False), (Image.new("CMYK", (1, 1), (0, 0, 0, 255)), False),
+], ids=lambda v: v.mode if isinstance(v, Image.Image) else str(v))
+def test_has_alpha_is_the_rule_to_rgb_array_composites_by(image, transparent):
+    """Every image here is black and, where it has alpha, fully transparent: to_rgb_array
+    shows white exactly for the images that has_alpha says are transparent."""
+    if image.mode == "P":
+        image.putpalette([0, 0, 0] * 256)
+    assert has_alpha(image) is transparent
+    assert to_rgb_array(image)[0, 0].tolist() == ([255] * 3 if transparent else [0] * 3)
+
+
+def test_grey_modes_are_every_pillow_mode_with_one_grey_band():
+    def grey(mode: str) -> bool:
+        first, *rest = ImageMode.getmode(mode).bands
+        return first in ("1", "L", "I", "F") and all(band in ("A", "a") for band in rest)
+
+    assert {mode for mode in Image.MODES if grey(mode)} == GREY_MODES
 
 
 def test_cmyk_and_ycbcr():

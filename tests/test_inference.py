@@ -17,6 +17,7 @@ from srgan_pipeline.inference import (
     upscale,
     upscale_image,
 )
+from srgan_pipeline.inference.fusion import as_inference_model
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models import Generator, hr_to_unit
 
@@ -135,6 +136,18 @@ def test_a_prepared_inference_model_is_reused(generator):
     lr = _lr(20, 26, seed=10)
     prepared = inference_model(generator)
     assert np.array_equal(upscale(prepared, lr, tile=16), upscale(generator, lr, tile=16))
+
+
+def test_only_a_copy_prepared_as_asked_is_used_as_is(generator):
+    prepared, cpu = inference_model(generator), torch.device("cpu")
+    assert as_inference_model(prepared, device=cpu, channels_last=True, precision=None) is prepared
+    assert as_inference_model(prepared, device=cpu, channels_last=True,
+                              precision="fp32") is prepared
+    for other in ({"channels_last": False, "precision": None},
+                  {"channels_last": True, "precision": "bf16"}):
+        assert as_inference_model(prepared, device=cpu, **other) is not prepared
+    fresh = as_inference_model(generator, device=cpu, channels_last=True, precision=None)
+    assert fresh is not generator and not fresh.training
 
 
 def test_bf16_inference_stays_within_a_few_grey_levels_of_fp32():

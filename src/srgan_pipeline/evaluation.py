@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from srgan_pipeline.checkpoints import GENERATOR_DATASETS
 from srgan_pipeline.imaging import rgb_to_y
 from srgan_pipeline.inference import inference_model, upscale
 from srgan_pipeline.metrics import bicubic_upscale, score
 
-MODELS = ("bicubic", "srresnet", "srgan")
+MODELS = ("bicubic", *GENERATOR_DATASETS)
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
 
 Upscaler = Callable[[np.ndarray], np.ndarray]

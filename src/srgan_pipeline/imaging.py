@@ -25,7 +25,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
+    "GREY_MODES",
     "UnreadableImageError",
+    "has_alpha",
     "imresize",
     "load_rgb",
     "mod_crop",
@@ -54,7 +56,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def _weight_matrix(in_length: int, out_length: int, scale: float) -> np.ndarray:
+def _weight_matrix(in_length: int, out_length: int, factor: float) -> np.ndarray:
     """Dense (out_length x in_length) matrix M such that ``M @ signal`` resizes one axis.
 
     Follows MATLAB's ``contributions``: taps are normalised to sum to 1 *before* out-of-range
@@ -63,19 +65,19 @@ def _weight_matrix(in_length: int, out_length: int, scale: float) -> np.ndarray:
     numpy than gathering taps, and is small enough even for 2K images (510 x 2040 doubles = 8 MB).
     """
     kernel_width = 4.0
-    if scale < 1:
-        # Antialiasing: stretch the kernel by 1/scale so it low-passes before decimation,
-        # and scale its height by `scale` so it still integrates to 1.
+    if factor < 1:
+        # Antialiasing: stretch the kernel by 1/factor so it low-passes before decimation,
+        # and scale its height by `factor` so it still integrates to 1.
         def kernel(x):
-            return scale * _cubic(scale * x)
+            return factor * _cubic(factor * x)
 
-        kernel_width /= scale
+        kernel_width /= factor
     else:
         kernel = _cubic
 
     # MATLAB works with 1-based output/input coordinates; keep them to stay line-for-line.
     x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)  # output pixel centre mapped into input space
+    u = x / factor + 0.5 * (1 - 1 / factor)  # output pixel centre mapped into input space
     left = np.floor(u - kernel_width / 2)
     taps = math.ceil(kernel_width) + 2
     indices = left[:, None] + np.arange(taps)[None, :]  # 1-based, may fall outside the image
@@ -109,12 +111,13 @@ def _round_to_uint8_range(array: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(array, 0, 255) + 0.5)
 
 
-def imresize(image: np.ndarray, scale: float) -> np.ndarray:
-    """Resize like MATLAB's ``imresize(image, scale, 'bicubic')`` (antialiased when shrinking).
+def imresize(image: np.ndarray, factor: float) -> np.ndarray:
+    """Resize like MATLAB's ``imresize(image, factor, 'bicubic')`` (antialiased when shrinking).
 
-    Output size is ``ceil(scale * size)`` per spatial axis, as in MATLAB. Rows (height) are
-    resized first, then columns: MATLAB resizes the axis with the smallest scale first and,
-    for equal scales, keeps the axis order. Accepts HxW or HxWxC arrays.
+    ``factor`` < 1 shrinks, > 1 enlarges (e.g. 1/4 makes the LR of an x4 pair). Output size is
+    ``ceil(factor * size)`` per spatial axis, as in MATLAB. Rows (height) are resized first,
+    then columns: MATLAB resizes the axis with the smallest factor first and, for equal
+    factors, keeps the axis order. Accepts HxW or HxWxC arrays.
 
     uint8 input returns uint8 and, like MATLAB, is quantised to uint8 after *each* pass: MATLAB's
     ``imresizemex`` returns the input's class, so the intermediate (after the row pass) is
@@ -129,14 +132,14 @@ def imresize(image: np.ndarray, scale: float) -> np.ndarray:
     is_uint8 = image.dtype == np.uint8
     if not (is_uint8 or np.issubdtype(image.dtype, np.floating)):
         raise TypeError(f"expected uint8 or floating-point input, got {image.dtype}")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
 
     out = image.astype(np.float64)
     for axis in (0, 1):
         in_length = image.shape[axis]
-        out_length = math.ceil(scale * in_length)
-        out = _resize_axis(out, _weight_matrix(in_length, out_length, scale), axis)
+        out_length = math.ceil(factor * in_length)
+        out = _resize_axis(out, _weight_matrix(in_length, out_length, factor), axis)
         if is_uint8:
             out = _round_to_uint8_range(out)
     out = np.ascontiguousarray(out)
@@ -172,7 +175,19 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
 # Loading
 # --------------------------------------------------------------------------------------------
 
-_SIXTEEN_BIT_GREY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+# Pillow modes whose pixels are grey levels (with or without alpha): to_rgb_array makes them
+# R = G = B, and inference.upscale_image gives them back as grey.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "F"}) | _SIXTEEN_BIT_GREY
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Whether ``img`` has transparency: an alpha band (straight or premultiplied), or a tRNS
+    entry (palette or single-colour transparency), which is alpha in disguise."""
+    bands = img.getbands()
+    return "A" in bands or "a" in bands or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info)
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
@@ -208,9 +223,7 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         grey = np.floor(np.clip(np.nan_to_num(grey), 0, 255) + 0.5).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
 
-    has_alpha = "A" in img.getbands() or "a" in img.getbands()
-    # A tRNS chunk (palette or single-colour transparency) is alpha in disguise.
-    if has_alpha or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+    if has_alpha(img):
         rgba = np.asarray(img.convert("RGBA"))
         return np.ascontiguousarray(_composite_on_white(rgba))
 

@@ -6,8 +6,8 @@ tasks in flight and yields results in input order, so outputs do not depend on w
 finished first (byte-identical to a one-worker run) and memory holds a few images, not a data set.
 
 Workers start the platform's default way: ``fork`` on Linux (as PyTorch's DataLoader workers
-do; a ``spawn``ed worker re-imports the ``kedro`` command and the project first, measured at
-several seconds a worker on a busy 2-core machine), ``spawn`` on macOS and Windows. So ``fn``
+do; a ``spawn``ed worker re-imports the ``kedro`` command and the project first, which
+costs seconds a worker), ``spawn`` on macOS and Windows. So ``fn``
 must be a top-level function of an importable module and its arguments picklable (the tests
 also run under ``spawn``). One pool per worker count is kept for the life of the process: the
 stages of one ``kedro run`` share it and pay the start-up once.
@@ -93,8 +93,8 @@ def _in_directory(cwd: str, fn: Callable[..., T], *args: Any) -> T:
 
 def _one_thread_each() -> None:
     """The processes are the parallelism: BLAS threads on top (OpenBLAS starts one per core, used
-    by imresize's matrix products) would oversubscribe every core; measured on 2 cores, two
-    imresize processes with 2 BLAS threads each ran 2.3x slower than one alone."""
+    by imresize's matrix products) would oversubscribe every core, and oversubscribed BLAS
+    threads wait on each other instead of working."""
     threadpool_limits(1)
 
 

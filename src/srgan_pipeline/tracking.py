@@ -40,7 +40,7 @@ def run_id() -> str | None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    # One batched call: each MLflow call costs ~8 ms against the sqlite store.
+    # One batched call: each MLflow call is a transaction against the store (sqlite here).
     if active():
         mlflow.log_metrics(metrics, step=step)
 

@@ -1,7 +1,7 @@
 """Custom Kedro datasets, referenced from ``conf/*/catalog.yml`` by their full class path.
 
 Imported lazily (PEP 562): data_prep's worker processes unpickle image datasets, and importing
-the checkpoint dataset (torch) would add ~1.6 s to every worker's start.
+the checkpoint dataset would import torch, which takes longer than the rest of a worker's start.
 """
 
 from importlib import import_module

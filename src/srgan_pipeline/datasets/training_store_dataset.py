@@ -1,8 +1,9 @@
 """The training store (``srgan_pipeline.training_store``) as a Kedro dataset.
 
-Not versioned: a store of DIV2K + Flickr2K is ~10 GB, and keeping one per data_prep run would
-fill a disk; it is derived data, rewritten atomically by each run (a temporary folder renamed
-into place), and the versioned ``data_prep_report`` records what went into it.
+Not versioned: a store of DIV2K + Flickr2K takes tens of GB (README: Measured), and keeping one
+per data_prep run would fill a disk; it is derived data, rewritten atomically by each run (a
+temporary folder renamed into place), and the versioned ``data_prep_report`` records what went
+into it.
 """
 
 from __future__ import annotations

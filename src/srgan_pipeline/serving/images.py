@@ -14,10 +14,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # What the page and the MLflow model accept (Pillow format names): photos and lossless images.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 
-# LR pixels of one request. Inference of the default generator runs at ~64 GFLOP/s per core
-# (4.44 MFLOP per LR pixel: ~14,000 LR pixels/s on one core), so 512 x 512 takes ~20 s on one
-# busy core: inside the scoring server's 60 s request timeout with room to spare. Larger
-# images belong to `kedro run --pipelines=upscale`, which has no timeout.
+# LR pixels of one request: few enough that the default generator upscales them on one busy
+# CPU core well inside the scoring server's 60 s request timeout (seconds per LR pixel: README's
+# Measured table, benchmarks/upscale.py). Larger images belong to `kedro run
+# --pipelines=upscale`, which has no timeout.
 DEFAULT_MAX_PIXELS = 512 * 512
 
 
@@ -70,7 +70,7 @@ def open_request_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
 
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # ~5x faster than level 6, a bit larger
+    image.save(buffer, format="PNG", compress_level=1)  # far faster than level 6, a bit larger
     return buffer.getvalue()
 
 

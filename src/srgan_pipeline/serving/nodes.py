@@ -6,20 +6,18 @@ Both do nothing outside an MLflow run (a unit test, a notebook), as :mod:`..trac
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import mlflow
 
 from srgan_pipeline import tracking
+from srgan_pipeline.checkpoints import GENERATOR_DATASETS, Checkpoint, generator_checkpoint
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.params import ServingParams, validate_serving
 from srgan_pipeline.serving.registry import register_version, set_champion
 
 logger = logging.getLogger(__name__)
 
-Checkpoint = Callable[[], dict[str, Any]]
-CHECKPOINTS = ("srresnet", "srgan")  # the models of evaluation.models that are generators
 
 
 def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
@@ -28,7 +26,8 @@ def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkp
     settings = validate_serving(serving)
     if not settings.log_models or not tracking.active():
         return
-    for kind, checkpoint in zip(CHECKPOINTS, (generator_pretrained, generator_gan), strict=True):
+    for kind in GENERATOR_DATASETS:
+        checkpoint = generator_checkpoint(kind, generator_pretrained, generator_gan)
         uri, _ = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
         logger.info("Logged the %s generator as MLflow model %s", kind, uri)
 
@@ -49,11 +48,11 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
                                      else "no MLflow run is active")
         return report
     client = mlflow.MlflowClient()
-    checkpoints = dict(zip(CHECKPOINTS, (generator_pretrained, generator_gan), strict=True))
-    scored = [kind for kind in CHECKPOINTS if all(kind in evaluation_summary[s] for s in sets)]
+    scored = [kind for kind in GENERATOR_DATASETS
+              if all(kind in evaluation_summary[s] for s in sets)]
     for kind in scored:
-        uri, digest = log_generator_model(checkpoints[kind](), kind=kind,
-                                          **_model_settings(settings))
+        checkpoint = generator_checkpoint(kind, generator_pretrained, generator_gan)
+        uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
         score = sum(evaluation_summary[s][kind][metric] for s in sets) / len(sets)
         version = register_version(client, name, uri, {
             "weights_sha256": digest, "model": kind, "score": f"{score:.6f}",

@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 
 from srgan_pipeline import tracking
-from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.checkpoints import (
+    Checkpoint,
+    generator_checkpoint,
+    generator_from_checkpoint,
+)
 from srgan_pipeline.devices import pick_device
 from srgan_pipeline.evaluation import (
     METRICS,
@@ -24,8 +28,6 @@ from srgan_pipeline.evaluation import (
 from srgan_pipeline.params import FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
-
-Checkpoint = Callable[[], dict[str, Any]]
 
 
 def evaluate_models(
@@ -42,10 +44,12 @@ def evaluate_models(
     """
     settings = validate_params("evaluation", evaluation, scale=scale)
     models = list(settings.models)
-    checkpoints = {"srresnet": generator_pretrained, "srgan": generator_gan}
     device = pick_device(settings.device)
-    generators = {model: generator_from_checkpoint(checkpoints[model]())
-                  for model in models if model != "bicubic"}
+    generators = {
+        model: generator_from_checkpoint(
+            generator_checkpoint(model, generator_pretrained, generator_gan)())
+        for model in models if model != "bicubic"
+    }
     upscalers = model_upscalers(models, generators, scale, settings.tile, device)
     crop = scale if settings.crop_border is None else settings.crop_border
     limit = settings.images_per_set

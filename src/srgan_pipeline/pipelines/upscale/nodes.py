@@ -10,7 +10,12 @@ from typing import Any
 
 from PIL import Image
 
-from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.checkpoints import (
+    GENERATOR_DATASETS,
+    Checkpoint,
+    generator_checkpoint,
+    generator_from_checkpoint,
+)
 from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import inference_model, upscale_image
@@ -20,8 +25,6 @@ from srgan_pipeline.serving.registry import load_model_checkpoint
 from srgan_pipeline.sources import list_images
 
 logger = logging.getLogger(__name__)
-
-Checkpoint = Callable[[], dict[str, Any]]
 
 
 def upscale_folder(
@@ -43,8 +46,10 @@ def upscale_folder(
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names = list_images(folder, "upscale.input_dir")
     device = pick_device(settings.device)
-    checkpoint = {"srgan": generator_gan, "srresnet": generator_pretrained,
-                  }.get(model, partial(load_model_checkpoint, model))
+    if model in GENERATOR_DATASETS:
+        checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
+    else:  # an MLflow model URI (the parameter schema accepts nothing else)
+        checkpoint = partial(load_model_checkpoint, model)
     generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
 
     tile = settings.tile
