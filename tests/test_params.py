@@ -97,7 +97,7 @@ def test_unknown_keys_are_refused_with_the_valid_ones_listed(block, key, value, 
      "train_gan.perceptual.layer: must be a VGG19 layer (relu1_1, "),
     ("train_gan", "critic.base_channels", None,
      "train_gan.critic.base_channels: must be an integer, got None"),
-    ("upscale", "model", "esrgan", "upscale.model: must be 'srgan', 'srresnet' or an MLflow "
+    ("upscale", "model", "esrgan", "upscale.model: must be 'srresnet', 'srgan' or an MLflow "
                                    "model URI"),
     ("upscale", "tile", 0, "upscale.tile: must be >= 1, got 0"),
     ("evaluation", "models", "bicubic esrgan",

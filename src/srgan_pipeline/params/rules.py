@@ -135,9 +135,11 @@ Scale = Annotated[int, AfterValidator(_supported_scale)]
 
 
 def generator_choice(value: str) -> str:
+    from srgan_pipeline.checkpoints import GENERATOR_DATASETS
     from srgan_pipeline.serving.params import is_model_uri
 
-    if value not in ("srgan", "srresnet") and not is_model_uri(value):
-        raise ValueError(f"must be 'srgan', 'srresnet' or an MLflow model URI "
+    if value not in GENERATOR_DATASETS and not is_model_uri(value):
+        names = ", ".join(repr(name) for name in GENERATOR_DATASETS)
+        raise ValueError(f"must be {names} or an MLflow model URI "
                          f"(models:/srgan_pipeline_generator@champion), got {value!r}")
     return value
