@@ -54,9 +54,9 @@ def test_hook_checks_the_blocks_the_run_reads_and_refuses_unknown_blocks():
 
     good = {"scale": 4, "train_gan": conf_base("train_gan"), "upscale": conf_base("upscale")}
     hook_run(train_gan.create_pipeline(), good)
-    broken_upscale = {**good, "upscale": {**good["upscale"], "tile": 0}}
+    broken_upscale = {**good, "upscale": {**good["upscale"], "tile": {"fp32": 0, "bf16": 128}}}
     hook_run(train_gan.create_pipeline(), broken_upscale)  # not read by train_gan
-    with pytest.raises(ValueError, match=r"upscale\.tile: must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"upscale\.tile\.fp32: must be >= 1, got 0"):
         hook_run(upscale.create_pipeline(), broken_upscale)
     with pytest.raises(ValueError, match="upscal: unknown parameter block; valid blocks: scale, "):
         hook_run(upscale.create_pipeline(), {**good, "upscal": {"input_dir": "/x"}})
@@ -71,7 +71,8 @@ def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     written = [trained / "data" / "07_model_output", trained / "data" / "08_reporting"]
     before = [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)]
     output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
-    assert "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, tile" in output
+    assert ("upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, "
+            "tile") in output
     assert [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)] == before
 
 

@@ -71,7 +71,7 @@ def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_s
 
 @pytest.mark.parametrize(("block", "key", "value", "message"), [
     ("upscale", "imput_dir", "/x",
-     "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, tile"),
+     "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, tile"),
     ("evaluation", "model", "bicubic", "evaluation.model: unknown key; valid keys: models, "),
     ("data_prep", "min_sise", 50, "data_prep.min_sise: unknown key; valid keys: raw_dir, "),
     ("data_prep", "tiles.sise", 96, "data_prep.tiles.sise: unknown key; valid keys: size, stride"),
@@ -99,7 +99,10 @@ def test_unknown_keys_are_refused_with_the_valid_ones_listed(block, key, value, 
      "train_gan.critic.base_channels: must be an integer, got None"),
     ("upscale", "model", "esrgan", "upscale.model: must be 'srresnet', 'srgan' or an MLflow "
                                    "model URI"),
-    ("upscale", "tile", 0, "upscale.tile: must be >= 1, got 0"),
+    ("upscale", "tile.bf16", 0, "upscale.tile.bf16: must be >= 1, got 0"),
+    ("upscale", "tile", 256, "upscale.tile: must be a mapping of keys, got 256"),
+    ("upscale", "precision", "fp16", "upscale.precision: must be 'auto', 'fp32' or 'bf16'"),
+    ("evaluation", "precision", "bfloat16", "evaluation.precision: must be 'auto', 'fp32' or"),
     ("evaluation", "models", "bicubic esrgan",
      "evaluation.models: must be a non-empty list drawn from ['bicubic', 'srresnet', 'srgan']"),
     ("evaluation", "images_per_set", 0, "evaluation.images_per_set: must be >= 1, got 0"),

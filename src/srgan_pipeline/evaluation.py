@@ -39,18 +39,19 @@ def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
 
 
 def model_upscalers(models: Iterable[str], generators: dict[str, Any], scale: int,
-                    tile: int, device: Any = None) -> dict[str, Upscaler]:
+                    tile: int, device: Any = None, precision: str = "fp32"
+                    ) -> dict[str, Upscaler]:
     """One ``lr -> sr`` function per selected model; bicubic needs no generator.
 
-    Each generator is prepared for inference once (BatchNorm folded, channels_last), not once
-    per image.
+    Each generator is prepared for inference once (BatchNorm folded, channels_last, weights in
+    ``precision``), not once per image.
     """
     upscalers: dict[str, Upscaler] = {}
     for model in models:
         if model == "bicubic":
             upscalers[model] = lambda lr: bicubic_upscale(lr, scale)
         else:
-            prepared = inference_model(generators[model], device=device)
+            prepared = inference_model(generators[model], device=device, precision=precision)
             upscalers[model] = lambda lr, g=prepared: upscale(g, lr, tile=tile, device=device)
     return upscalers
 
@@ -76,10 +77,11 @@ def score_images(
 
 
 def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each metric per set and model, with the gain over bicubic where scored."""
-    summary = (per_image.groupby(["set", "model"], sort=False)[list(METRICS)].mean()
-               .reset_index())
-    summary["images"] = per_image.groupby(["set", "model"], sort=False).size().values
+    """Mean of each metric per set and model (and the precision it ran in, when recorded),
+    with the gain over bicubic where scored."""
+    keys = ["set", "model", *(["precision"] if "precision" in per_image else [])]
+    summary = per_image.groupby(keys, sort=False)[list(METRICS)].mean().reset_index()
+    summary["images"] = per_image.groupby(keys, sort=False).size().values
     bicubic = summary[summary.model == "bicubic"].set_index("set")["psnr_y"]
     summary["psnr_y_vs_bicubic"] = summary.apply(
         lambda row: row.psnr_y - bicubic[row.set] if row.set in bicubic else np.nan, axis=1)
@@ -87,11 +89,15 @@ def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    lines = ["| set | model | images | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | vs bicubic (dB) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    with_precision = "precision" in summary
+    lines = ["| set | model | " + ("precision | " if with_precision else "")
+             + "images | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | vs bicubic (dB) |",
+             "| --- | --- | " + ("--- | " if with_precision else "")
+             + "---: | ---: | ---: | ---: | ---: |"]
     for row in summary.itertuples():
         gain = "" if np.isnan(row.psnr_y_vs_bicubic) else f"{row.psnr_y_vs_bicubic:+.2f}"
-        lines.append(f"| {row.set} | {row.model} | {row.images} | {row.psnr_y:.2f} | "
+        precision = f"{row.precision} | " if with_precision else ""
+        lines.append(f"| {row.set} | {row.model} | {precision}{row.images} | {row.psnr_y:.2f} | "
                      f"{row.ssim_y:.4f} | {row.psnr_rgb:.2f} | {gain} |")
     return "\n".join(lines) + "\n"
 

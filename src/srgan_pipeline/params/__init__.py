@@ -4,7 +4,7 @@ Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``
 ``validate_params`` before any node runs (hooks.py) and again by the nodes that read it (so they
 work outside Kedro too). Unknown keys are refused with the valid ones listed, and every error
 names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid keys: input_dir,
-model, device, tile``.
+model, device, precision, tile``.
 
 Defaults live in conf/base only: a pipeline key has no default here, so a missing key is an error
 rather than a silent second default. The exceptions are documented optional keys (a source's
@@ -41,6 +41,7 @@ from srgan_pipeline.params.rules import (
     Params,
     PositiveFloat,
     PositiveInt,
+    Precision,
     Scale,
     at_least_scale,
     builtin_names,
@@ -236,10 +237,18 @@ class FiguresParams(Params):
     images: dict[str, list[str]]
 
 
+class TilePerPrecision(Params):
+    """LR tile side of tiled inference for each precision (each runs fastest at its own)."""
+
+    fp32: PositiveInt
+    bf16: PositiveInt
+
+
 class EvaluationParams(Params):
     models: Annotated[tuple[str, ...], BeforeValidator(model_names)]
     device: Device
-    tile: PositiveInt
+    precision: Precision
+    tile: TilePerPrecision
     crop_border: NonNegativeInt | None  # null = scale
     images_per_set: PositiveInt | None  # null = all
     figures: FiguresParams
@@ -249,7 +258,8 @@ class UpscaleParams(Params):
     input_dir: str
     model: Annotated[str, AfterValidator(generator_choice)]
     device: Device
-    tile: PositiveInt
+    precision: Precision
+    tile: TilePerPrecision
     max_pixels: PositiveInt  # checked from the header before an image is decoded
 
 

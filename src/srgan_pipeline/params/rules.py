@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -131,6 +131,8 @@ Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
 Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
 Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
 Device = Annotated[str, AfterValidator(_device_name)]
+# auto: bf16 where the device has bf16 units (devices.resolve_precision), else fp32
+Precision = Literal["auto", "fp32", "bf16"]
 Scale = Annotated[int, AfterValidator(_supported_scale)]
 
 

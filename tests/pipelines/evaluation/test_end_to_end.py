@@ -51,7 +51,10 @@ def test_the_summary_table_is_printed_and_saved(quickstart):
     table = latest(reporting, "evaluation_summary.md").read_text()
     assert table.startswith("| set | model |") and table.count("\n") == 2 + 3
     per_image = latest(reporting, "evaluation_per_image.csv").read_text().splitlines()
-    assert per_image[0] == "set,image,model,height,width,psnr_y,ssim_y,psnr_rgb"
+    assert per_image[0] == "set,image,model,height,width,psnr_y,ssim_y,psnr_rgb,precision"
+    # the quickstart's evaluation.precision is fp32 (published tables); bicubic is float64
+    assert {model: row["precision"] for model, row in summary["skimage_heldout"].items()} == {
+        "bicubic": "fp64", "srresnet": "fp32", "srgan": "fp32"}
     assert len(per_image) == 1 + 2 * 3
 
 

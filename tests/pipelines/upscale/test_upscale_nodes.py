@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import PROJECT_ROOT, write_image
 from PIL import Image
 
+from srgan_pipeline import devices
 from srgan_pipeline.models import Generator
 from srgan_pipeline.pipelines.upscale import nodes
 
@@ -20,8 +22,8 @@ def tiny_generator(monkeypatch):
 
 
 def run(folder, **settings):
-    params = {"input_dir": str(folder), "model": "srgan", "device": "cpu", "tile": 64,
-              "max_pixels": 4_194_304, **settings}
+    params = {"input_dir": str(folder), "model": "srgan", "device": "cpu", "precision": "fp32",
+              "tile": {"fp32": 64, "bf16": 64}, "max_pixels": 4_194_304, **settings}
     return nodes.upscale_folder(dict, dict, params)
 
 
@@ -82,6 +84,23 @@ def test_outputs_are_the_upscaled_inputs(tmp_path, tiny_generator):
     outputs, _ = run(folder)
     assert outputs["a.png"]().size == (48, 40)
     assert outputs["a.jpg"]().size == (32, 24)
+
+
+@pytest.mark.parametrize(("bf16_units", "expected"), [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_follows_the_bf16_units_and_is_reported(tmp_path, tiny_generator,
+                                                               monkeypatch, bf16_units, expected):
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", (12, 10), seed=1)
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: bf16_units)
+    outputs, report = run(folder, precision="auto")
+    assert report["precision"] == expected
+    fp32 = np.asarray(run(folder, precision="fp32")[0]["a"]())
+    out = np.asarray(outputs["a"]())
+    if expected == "fp32":
+        assert np.array_equal(out, fp32)
+    else:  # bf16 weights: close to fp32, not equal
+        difference = np.abs(out.astype(int) - fp32)
+        assert 0 < difference.max() <= 16 and difference.mean() < 2
 
 
 def test_an_image_over_max_pixels_is_a_reported_skip(tmp_path, tiny_generator):

@@ -15,7 +15,7 @@ from srgan_pipeline.checkpoints import (
     generator_checkpoint,
     generator_from_checkpoint,
 )
-from srgan_pipeline.devices import pick_device
+from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.evaluation import (
     METRICS,
     comparison_figure,
@@ -50,7 +50,14 @@ def evaluate_models(
             generator_checkpoint(model, generator_pretrained, generator_gan)())
         for model in models if model != "bicubic"
     }
-    upscalers = model_upscalers(models, generators, scale, settings.tile, device)
+    precision = resolve_precision(settings.precision, device, "evaluation.precision")
+    tile = getattr(settings.tile, precision)
+    upscalers = model_upscalers(models, generators, scale, tile, device, precision)
+    # bicubic is MATLAB's imresize, computed in float64 whatever the generators run in
+    precisions = {model: "fp64" if model == "bicubic" else precision for model in models}
+    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": tile})
+    logger.info("Evaluating %s on %s in %s (LR tiles of %d px)", ", ".join(models), device,
+                precision, tile)
     crop = scale if settings.crop_border is None else settings.crop_border
     limit = settings.images_per_set
 
@@ -60,7 +67,8 @@ def evaluate_models(
         images = dict(list(images.items())[:limit])  # the first N by name: quick screening
         chosen = _figure_images(settings.figures, eval_set, list(images))
         set_rows, kept = score_images(images, upscalers, crop, keep=chosen)
-        rows += [{"set": eval_set, **row} for row in set_rows]
+        rows += [{"set": eval_set, **row, "precision": precisions[row["model"]]}
+                 for row in set_rows]
         for name, panels in kept.items():
             for model in models:
                 samples[f"{eval_set}/{name}_{model}"] = panels[model]
@@ -85,7 +93,7 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
                for row in summary.itertuples() for metric in METRICS}
     tracking.log_metrics(metrics)
     as_json = {s: {row.model: {**{m: float(getattr(row, m)) for m in METRICS},
-                               "images": int(row.images)}
+                               "images": int(row.images), "precision": row.precision}
                    for row in summary[summary.set == s].itertuples()}
                for s in summary.set.unique()}
     return as_json, markdown

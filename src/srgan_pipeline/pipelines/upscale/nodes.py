@@ -10,13 +10,14 @@ from typing import Any
 
 from PIL import Image
 
+from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import (
     GENERATOR_DATASETS,
     Checkpoint,
     generator_checkpoint,
     generator_from_checkpoint,
 )
-from srgan_pipeline.devices import pick_device
+from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import inference_model, upscale_image
 from srgan_pipeline.output_names import distinct_output_names
@@ -50,9 +51,11 @@ def upscale_folder(
         checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
     else:  # an MLflow model URI (the parameter schema accepts nothing else)
         checkpoint = partial(load_model_checkpoint, model)
-    generator = inference_model(generator_from_checkpoint(checkpoint()), device=device)
-
-    tile = settings.tile
+    precision = resolve_precision(settings.precision, device, "upscale.precision")
+    tile = getattr(settings.tile, precision)
+    generator = inference_model(generator_from_checkpoint(checkpoint()), device=device,
+                                precision=precision)
+    tracking.set_tags({"upscale.precision": precision, "upscale.tile": tile})
     keys, unnamed = distinct_output_names(names)
     outputs, upscaled, skipped = {}, {}, []
     for name in names:
@@ -69,10 +72,10 @@ def upscale_folder(
         outputs[keys[name]] = partial(_upscale_file, generator, folder / name, tile=tile,
                                       device=device)
         upscaled[name] = f"{keys[name]}.png"
-    logger.info("Upscaling %d image(s) from %s with %s (%d skipped)", len(outputs), folder,
-                model, len(skipped))
-    return outputs, {"input_dir": str(folder), "model": model, "upscaled": upscaled,
-                     "skipped": skipped}
+    logger.info("Upscaling %d image(s) from %s with %s in %s on %s (%d skipped)", len(outputs),
+                folder, model, precision, device, len(skipped))
+    return outputs, {"input_dir": str(folder), "model": model, "precision": precision,
+                     "upscaled": upscaled, "skipped": skipped}
 
 
 def _upscale_file(generator, path: Path, **kwargs) -> Image.Image:
