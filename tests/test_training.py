@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import update_bn
 
+from srgan_pipeline import devices
 from srgan_pipeline.checkpoints import build_generator, evaluated_weights, load_generator_state
 from srgan_pipeline.devices import pick_device
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
@@ -213,6 +214,8 @@ def test_phase_settings_are_validated_and_named_by_their_parameter_path():
         ({"betas": [0.9]}, r"train_gan\.pretrain\.betas: must be a pair of numbers"),
         ({"pixel_loss": "l2"}, r"train_gan\.pretrain\.pixel_loss: must be 'mse' or 'l1'"),
         ({"channels_last": "yes"}, r"train_gan\.pretrain\.channels_last: must be true or false"),
+        ({"amp_bf16": "yes"}, r"train_gan\.pretrain\.amp_bf16: must be true, false or 'auto', "
+                              r"got 'yes'$"),
         ({"max_minutes": 0}, r"train_gan\.pretrain\.max_minutes: must be > 0, got 0"),
     ]
     for overrides, message in bad:
@@ -478,6 +481,18 @@ def test_bf16_autocast_trains_on_cpu_close_to_float32():
         runs[amp] = [m["pretrain/pixel"] for m in recorder.losses()]
     assert runs[True] != runs[False]  # autocast did run in bf16 ...
     np.testing.assert_allclose(runs[True], runs[False], rtol=0.05)  # ... and trains alike
+
+
+@pytest.mark.parametrize("bf16_units", [False, True])
+def test_amp_bf16_auto_trains_as_the_setting_the_hardware_calls_for(monkeypatch, bf16_units):
+    def losses(amp):
+        recorder = Recorder(None)
+        pretrain(build_generator(GEN, seed=0), loader(), None,
+                 cfg(iterations=2, perceptual_weight=0.0, amp_bf16=amp), on_log=recorder.on_log)
+        return [m["pretrain/pixel"] for m in recorder.losses()]
+
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: bf16_units)
+    assert losses("auto") == losses(bf16_units)  # bit for bit: the same computation
 
 
 def test_finite_batch_source_gets_a_clear_error():

@@ -65,6 +65,15 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False  # MPS: bf16 support depends on the macOS version; float32 is the safe choice
 
 
+def use_bf16_autocast(setting: bool | str, device: torch.device) -> bool:
+    """A phase's ``amp_bf16`` -> whether it trains under bf16 autocast.
+
+    ``auto``: on where bf16 is fast (:func:`bf16_is_fast`: AMX / AVX512-BF16 CPUs, CUDA GPUs with
+    bf16), off elsewhere, where emulated bf16 makes a step many times slower than float32.
+    """
+    return bf16_is_fast(device) if setting == "auto" else bool(setting)
+
+
 def resolve_precision(name: str, device: torch.device, param: str = "precision") -> str:
     """``auto`` -> ``bf16`` where it is fast on ``device``, else ``fp32``; explicit names kept.
 

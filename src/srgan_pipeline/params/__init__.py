@@ -33,6 +33,7 @@ from pydantic import (
 from srgan_pipeline.params.messages import describe_errors, model_in
 from srgan_pipeline.params.rules import (
     STRICT,
+    AmpBf16,
     Betas,
     Device,
     Milestones,
@@ -177,7 +178,7 @@ class PhaseParams(Params):
     checkpoint_every: PositiveInt
     seed: NonNegativeInt
     channels_last: bool
-    amp_bf16: bool
+    amp_bf16: AmpBf16
     max_minutes: PositiveFloat | None
     lr_schedule: Literal["constant", "cosine", "step"]
     warmup_steps: NonNegativeInt

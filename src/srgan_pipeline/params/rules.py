@@ -133,6 +133,17 @@ Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(Fal
 Device = Annotated[str, AfterValidator(_device_name)]
 # auto: bf16 where the device has bf16 units (devices.resolve_precision), else fp32
 Precision = Literal["auto", "fp32", "bf16"]
+
+
+def _amp_setting(value: Any) -> Any:
+    # one rule, not a union of two, so a mistake gets one message naming every choice
+    if value is True or value is False or value == "auto":
+        return value
+    raise ValueError(f"must be true, false or 'auto', got {value!r}")
+
+
+# auto: bf16 autocast where the device has bf16 units (devices.use_bf16_autocast)
+AmpBf16 = Annotated[Any, AfterValidator(_amp_setting)]
 Scale = Annotated[int, AfterValidator(_supported_scale)]
 
 

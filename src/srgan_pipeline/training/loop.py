@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srgan_pipeline.devices import cpu_has_fast_bf16
+from srgan_pipeline.devices import cpu_has_fast_bf16, use_bf16_autocast
 from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator
 from srgan_pipeline.params import PhaseParams
@@ -147,9 +147,10 @@ def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
         if module is not None:
             # channels_last (NHWC) lets oneDNN/cuDNN run the convs without layout reorders.
             module.to(device=device, memory_format=memory_format)
-    if cfg.amp_bf16 and device.type not in ("cuda", "cpu"):
+    bf16 = use_bf16_autocast(cfg.amp_bf16, device)
+    if bf16 and device.type not in ("cuda", "cpu"):
         logger.warning("amp_bf16 is used on CUDA and CPU only; training in float32 on %s", device)
-    elif cfg.amp_bf16:
+    elif bf16:
         # On CPU bf16 pays off only where oneDNN has bf16 matrix units (AMX, AVX512-BF16);
         # README's measured table and benchmarks/train_step.py give the figures.
         if device.type == "cpu" and not cpu_has_fast_bf16():

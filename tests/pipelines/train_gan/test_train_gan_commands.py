@@ -16,6 +16,8 @@ from conftest import (
 )
 from torchvision.models import vgg
 
+from srgan_pipeline.devices import cpu_has_fast_bf16
+
 MODELS = ("data", "06_models")
 
 
@@ -59,6 +61,19 @@ def test_max_minutes_stops_phase_one_and_records_why(tiny_quickstart, tmp_path):
     tags = new_run(workdir, runs_before).data.tags
     assert tags["pretrain.stopped_because"] == "max_minutes"
     assert tags["adversarial.stopped_because"] == "iterations"
+    # amp_bf16: auto (the quickstart's) follows what this CPU has, as oneDNN reports it
+    assert tags["pretrain.amp_bf16"] == str(cpu_has_fast_bf16())
+
+
+def test_amp_bf16_auto_trains_in_float32_where_the_cpu_has_no_bf16_units(tiny_quickstart,
+                                                                         tmp_path):
+    """The quickstart's `amp_bf16: auto`, on this CPU with oneDNN restricted to AVX2 (as on a
+    CPU without AMX / AVX512-BF16, where bf16 is emulated and many times slower)."""
+    workdir = project(tiny_quickstart, tmp_path)
+    runs_before = runs(workdir)
+    kedro_run(workdir, "--pipelines=train_gan", tiny(), env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    tags = new_run(workdir, runs_before).data.tags
+    assert tags["pretrain.amp_bf16"] == tags["adversarial.amp_bf16"] == "False"
 
 
 def test_imagenet_vgg_offline_stops_before_training_naming_the_file(tiny_quickstart, tmp_path):

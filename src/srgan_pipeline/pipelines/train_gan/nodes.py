@@ -17,7 +17,7 @@ import torch
 from srgan_pipeline import resume, tracking
 from srgan_pipeline.checkpoints import build_generator, checked_checkpoint, evaluated_weights
 from srgan_pipeline.datasets import TorchCheckpointDataset
-from srgan_pipeline.devices import pick_device
+from srgan_pipeline.devices import pick_device, use_bf16_autocast
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.params import PhaseParams, TrainGanParams, validate_params
 from srgan_pipeline.patches import StorePatchDataset, make_loader
@@ -157,8 +157,11 @@ def _log_run_settings(phase: str, device: torch.device, perceptual: VGGPerceptua
     source = perceptual.weights_source if perceptual is not None else "unused"
     logger.info("%s on %s; perceptual weights: %s; in-progress checkpoint %s", phase, device,
                 source, path)
+    bf16 = use_bf16_autocast(cfg.amp_bf16, device)
+    logger.info("%s: bf16 autocast %s (amp_bf16: %s)", phase, "on" if bf16 else "off",
+                str(cfg.amp_bf16).lower())
     tracking.set_tags({f"{phase}.device": device, f"{phase}.perceptual_weights": source,
-                       f"{phase}.channels_last": cfg.channels_last,
+                       f"{phase}.channels_last": cfg.channels_last, f"{phase}.amp_bf16": bf16,
                        f"{phase}.in_progress_checkpoint": path})
 
 
