@@ -39,6 +39,11 @@ from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import phase_config, pretrain
 
 
+# The paper's VGG54 weight: the VGG forward and backward run at any weight > 0, so it sets the
+# arithmetic, not the cost; fixed so that figures stay comparable across conf/base changes.
+WEIGHT = 1.0
+
+
 class Stamps:
     """Endless iterator over one batch that records when each batch is taken: the time
     between two takes is one full loop iteration, whatever the loop does in between."""
@@ -62,7 +67,7 @@ class ProjectLoop:
         self.args, self.batch, self.state = (generator, perceptual), batch, None
         # No EMA: the plain loop has none either (conf/base averages the weights).
         self.cfg = dict(channels_last=channels_last, amp_bf16=amp_bf16, log_every=1,
-                        checkpoint_every=10**6, ema_decay=None)
+                        checkpoint_every=10**6, ema_decay=None, perceptual_weight=WEIGHT)
 
     def step(self) -> float:
         stamps, ends = Stamps(self.batch), []
@@ -118,7 +123,7 @@ def data_wait_share(generator, perceptual, workers: int, steps: int, tiles) -> t
     batches = make_loader(dataset, 16, workers, seed=0, device=torch.device("cpu"))
     logs = []
     cfg = phase_config("pretrain", iterations=steps + 1, log_every=1, checkpoint_every=10**6,
-                       ema_decay=None)
+                       ema_decay=None, amp_bf16=False, perceptual_weight=WEIGHT)
     pretrain(generator, batches, perceptual, cfg, on_log=lambda s, m: logs.append(m))
     logs = logs[1:]  # the first step also starts the workers
     wait = statistics.mean(m["time/data_wait_share"] for m in logs)
@@ -148,7 +153,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     base = Generator()  # the default 16-block generator
-    weight = phase_config("pretrain").perceptual_weight
+    weight = WEIGHT
     g = torch.Generator().manual_seed(1)
     bs = args.batch_size
     vgg = lambda: VGGPerceptualLoss(weights="random")  # noqa: E731 (relu5_4, the default)
