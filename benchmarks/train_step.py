@@ -38,7 +38,6 @@ from srgan_pipeline.models import Generator, VGGPerceptualLoss, hr_to_unit
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import phase_config, pretrain
 
-
 # The paper's VGG54 weight: the VGG forward and backward run at any weight > 0, so it sets the
 # arithmetic, not the cost; fixed so that figures stay comparable across conf/base changes.
 WEIGHT = 1.0
