@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--lr", type=Path, default=SHARED / "LR_bicubic_X4")
     ap.add_argument("--limit", type=int, default=None, help="the first N images (default all)")
     ap.add_argument("--tile-fp32", type=int, default=256)
-    ap.add_argument("--tile-bf16", type=int, default=128)
+    ap.add_argument("--tile-bf16", type=int, default=256)
     args = ap.parse_args()
 
     generator = generator_from_checkpoint(torch.load(args.checkpoint, weights_only=True))
