@@ -19,6 +19,11 @@ and the median of --repeats rounds is reported.
              units. Compared with every --bf16-tiles tile size (default 128 and 256).
   * --tiles N [N ...] adds ``upscale(..., tile=N)`` variants (e.g. 128: 4 tiles with 40 px of
              recomputed context each), to compare tile sizes.
+  * --openvino adds ``upscale(OpenVINOModel(generator, precision=P), lr, tile=N)``: the same
+             inference copy compiled by OpenVINO for the CPU (``runtime: openvino``; needs
+             ``pip install -e ".[openvino]"``), bf16 at every --openvino-tiles tile size
+             (default 128 and 256) and fp32 at 256. Compiled once before timing (the
+             conversion time is printed), as the upscale and evaluation nodes do per run.
 
 Each line prints the median time, GFLOP/s (4.44 MFLOP per LR pixel of the default generator,
 multiply-adds counted as 2), the speed-up over plain float32 and the largest difference from
@@ -32,6 +37,8 @@ not the image size.
     python benchmarks/upscale.py --tiles 128 512
     python benchmarks/upscale.py --peak-memory    # ~4-5 min on 2 CPU cores
     python benchmarks/upscale.py --peak-memory --precision bf16
+    python benchmarks/upscale.py --openvino
+    python benchmarks/upscale.py --peak-memory --precision bf16 --runtime openvino
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ import time
 import numpy as np
 import torch
 
-from srgan_pipeline.inference import upscale
+from srgan_pipeline.inference import DEFAULT_TILE, upscale
+from srgan_pipeline.inference.openvino_runtime import OpenVINOModel
 from srgan_pipeline.models import Generator
 
 GFLOP_PER_LR_PIXEL = 4.44e-3  # default generator: 4.44 MFLOP per LR pixel
@@ -84,6 +92,17 @@ def speed(args: argparse.Namespace) -> None:
     for tile in args.bf16_tiles:
         variants[f"project bf16 tile={tile}"] = lambda tile=tile: upscale(
             generator, lr, tile=tile, precision="bf16")
+    if args.openvino:
+        compiled = {}
+        for precision in ("bf16", "fp32"):
+            start = time.perf_counter()
+            compiled[precision] = OpenVINOModel(generator, precision=precision)
+            print(f"OpenVINO {precision}: converted and compiled in "
+                  f"{time.perf_counter() - start:.1f} s, runs {compiled[precision].precision}")
+        for tile in args.openvino_tiles:
+            variants[f"openvino bf16 tile={tile}"] = lambda tile=tile: upscale(
+                compiled["bf16"], lr, tile=tile)
+        variants["openvino fp32 tile=256"] = lambda: upscale(compiled["fp32"], lr, tile=256)
 
     times: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
@@ -113,12 +132,14 @@ def peak_memory(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     generator = Generator().eval()
     lr = make_lr(args.peak_size)
+    if args.runtime == "openvino":
+        generator = OpenVINOModel(generator, precision=args.precision)
     before = peak_rss_mib()
     start = time.perf_counter()
-    out = upscale(generator, lr, precision=args.precision)
+    out = upscale(generator, lr, tile=args.tile, precision=args.precision)
     elapsed = time.perf_counter() - start
     print(f"upscale {args.peak_size}x{args.peak_size} -> {out.shape[1]}x{out.shape[0]} "
-          f"({args.precision}, default tile/overlap, channels_last, "
+          f"({args.runtime} {args.precision}, tile {args.tile}, default overlap, "
           f"{torch.get_num_threads()} threads): "
           f"{elapsed:.1f} s; peak RSS {peak_rss_mib():.0f} MiB (peak before the call {before:.0f} "
           f"MiB; the uint8 output alone is {out.nbytes / 2**20:.0f} MiB)")  # fmt: skip
@@ -131,8 +152,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiles", type=int, nargs="*", default=[])
     parser.add_argument("--bf16-tiles", type=int, nargs="*", default=[128, 256])
+    parser.add_argument("--openvino", action="store_true",
+                        help="add OpenVINO variants (needs the openvino extra)")
+    parser.add_argument("--openvino-tiles", type=int, nargs="*", default=[128, 256])
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="for --peak-memory")
+    parser.add_argument("--runtime", choices=["torch", "openvino"], default="torch",
+                        help="for --peak-memory")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="for --peak-memory")
     parser.add_argument("--peak-memory", action="store_true")
     parser.add_argument("--peak-size", type=int, default=2000)
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from srgan_pipeline.checkpoints import GENERATOR_DATASETS
 from srgan_pipeline.imaging import rgb_to_y
-from srgan_pipeline.inference import inference_model, upscale
+from srgan_pipeline.inference import prepared_generator, upscale
 from srgan_pipeline.metrics import bicubic_upscale, score
 
 MODELS = ("bicubic", *GENERATOR_DATASETS)
@@ -39,21 +39,26 @@ def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
 
 
 def model_upscalers(models: Iterable[str], generators: dict[str, Any], scale: int,
-                    tile: int, device: Any = None, precision: str = "fp32"
-                    ) -> dict[str, Upscaler]:
-    """One ``lr -> sr`` function per selected model; bicubic needs no generator.
+                    tile: int, device: Any = None, precision: str = "fp32", *,
+                    runtime: str = "torch", param: str = "runtime",
+                    ) -> tuple[dict[str, Upscaler], dict[str, str]]:
+    """One ``lr -> sr`` function per selected model (bicubic needs no generator), and the
+    precision each generator runs in (``precision``, unless OpenVINO had to run fp32).
 
     Each generator is prepared for inference once (BatchNorm folded, channels_last, weights in
-    ``precision``), not once per image.
+    ``precision``; or compiled by ``runtime`` openvino), not once per image.
     """
     upscalers: dict[str, Upscaler] = {}
+    ran_in: dict[str, str] = {}
     for model in models:
         if model == "bicubic":
             upscalers[model] = lambda lr: bicubic_upscale(lr, scale)
         else:
-            prepared = inference_model(generators[model], device=device, precision=precision)
+            prepared = prepared_generator(generators[model], runtime=runtime, device=device,
+                                          precision=precision, param=param)
+            ran_in[model] = getattr(prepared, "precision", precision)
             upscalers[model] = lambda lr, g=prepared: upscale(g, lr, tile=tile, device=device)
-    return upscalers
+    return upscalers, ran_in
 
 
 def score_images(

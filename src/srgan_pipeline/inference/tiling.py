@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from srgan_pipeline.inference.fusion import as_inference_model
+from srgan_pipeline.inference.openvino_runtime import OpenVINOModel
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models.generator import hr_to_unit
 
@@ -83,7 +84,7 @@ def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
 
 
 def upscale(
-    generator: nn.Module,
+    generator: nn.Module | OpenVINOModel,
     lr: np.ndarray,
     *,
     tile: int = DEFAULT_TILE,
@@ -98,6 +99,8 @@ def upscale(
         generator: LR in [0, 1] (N, 3, H, W) -> HR in [-1, 1] (N, 3, sH, sW). Not modified:
             the forward passes run on its :func:`~.fusion.inference_model` copy (eval mode,
             BatchNorm folded, tail conv before the last shuffle), whatever mode it is in.
+            Or an :class:`~.openvino_runtime.OpenVINOModel` (CPU, its own precision), run
+            as is.
         lr: uint8 HxWx3 RGB array.
         tile: LR pixels per tile core (cores are near-equal, at most ``tile`` per side).
         overlap: LR pixels of context kept on each side of a core and discarded after the
@@ -121,14 +124,25 @@ def upscale(
     if height == 0 or width == 0:
         raise ValueError(f"cannot upscale an empty image of shape {lr.shape}")
     if overlap is None:
-        overlap = receptive_radius(generator)
+        overlap = (generator.receptive_radius if isinstance(generator, OpenVINOModel)
+                   else receptive_radius(generator))
     if overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
 
-    device = next(generator.parameters()).device if device is None else torch.device(device)
-    model = as_inference_model(generator, device=device, channels_last=channels_last,
-                               precision=precision)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if isinstance(generator, OpenVINOModel):  # compiled for the CPU, float32 NCHW in and out
+        if precision not in (None, generator.precision):
+            raise ValueError(f"precision={precision!r} but the OpenVINO model was compiled "
+                             f"for {generator.precision!r}")
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"an OpenVINO model runs on the CPU, not on {device}")
+        model, device, dtype = generator, torch.device("cpu"), torch.float32
+        memory_format = torch.contiguous_format
+    else:
+        device = next(generator.parameters()).device if device is None else torch.device(device)
+        model = as_inference_model(generator, device=device, channels_last=channels_last,
+                                   precision=precision)
+        dtype = next(model.parameters()).dtype
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
     scale = getattr(generator, "scale", None)  # None: read from the first tile's output
     out: np.ndarray | None = None
     with torch.inference_mode():
@@ -141,7 +155,8 @@ def upscale(
         image = torch.from_numpy(lr).permute(2, 0, 1)[None]
         for rows, cols in itertools.product(tile_spans(height, tile), tile_spans(width, tile)):
             pixels, scale = _upscale_core(model, image, rows, cols, overlap=overlap, scale=scale,
-                                          device=device, memory_format=memory_format)
+                                          device=device, dtype=dtype,
+                                          memory_format=memory_format)
             if out is None:
                 out = np.empty((scale * height, scale * width, 3), dtype=np.uint8)
             (top, bottom), (left, right) = rows, cols
@@ -151,7 +166,7 @@ def upscale(
 
 
 def _upscale_core(
-    model: nn.Module,
+    model: nn.Module | OpenVINOModel,
     image: torch.Tensor,
     rows: tuple[int, int],
     cols: tuple[int, int],
@@ -159,6 +174,7 @@ def _upscale_core(
     overlap: int,
     scale: int | None,
     device: torch.device,
+    dtype: torch.dtype,
     memory_format: torch.memory_format,
 ) -> tuple[np.ndarray, int]:
     """The uint8 HR pixels of one core (``rows`` x ``cols`` of the LR ``image``), and the scale.
@@ -170,7 +186,6 @@ def _upscale_core(
     height, width = image.shape[-2:]
     y0, y1 = max(0, top - overlap), min(height, bottom + overlap)
     x0, x1 = max(0, left - overlap), min(width, right + overlap)
-    dtype = next(model.parameters()).dtype
     x = image[:, :, y0:y1, x0:x1].to(device=device, dtype=dtype)
     y = model((x / 255).contiguous(memory_format=memory_format))
     if scale is None:

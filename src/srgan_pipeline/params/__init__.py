@@ -43,6 +43,7 @@ from srgan_pipeline.params.rules import (
     PositiveFloat,
     PositiveInt,
     Precision,
+    Runtime,
     Scale,
     at_least_scale,
     builtin_names,
@@ -250,6 +251,7 @@ class EvaluationParams(Params):
     device: Device
     precision: Precision
     tile: TilePerPrecision
+    runtime: Runtime
     crop_border: NonNegativeInt | None  # null = scale
     images_per_set: PositiveInt | None  # null = all
     figures: FiguresParams
@@ -261,6 +263,7 @@ class UpscaleParams(Params):
     device: Device
     precision: Precision
     tile: TilePerPrecision
+    runtime: Runtime
     max_pixels: PositiveInt  # checked from the header before an image is decoded
 
 

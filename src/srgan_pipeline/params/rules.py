@@ -133,6 +133,8 @@ Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(Fal
 Device = Annotated[str, AfterValidator(_device_name)]
 # auto: bf16 where the device has bf16 units (devices.resolve_precision), else fp32
 Precision = Literal["auto", "fp32", "bf16"]
+# torch, or openvino (optional extra, CPU only): inference.runtimes
+Runtime = Literal["torch", "openvino"]
 
 
 def _amp_setting(value: Any) -> Any:

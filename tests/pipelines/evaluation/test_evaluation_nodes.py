@@ -1,3 +1,5 @@
+import re
+import sys
 from functools import partial
 
 import numpy as np
@@ -77,3 +79,55 @@ def test_images_per_set_scores_the_first_n_by_name():
     assert list(per_image.image) == ["a", "b"]
     with pytest.raises(ValueError, match="evaluation.images_per_set: must be >= 1, got 0"):
         evaluate_models(pairs, None, None, 4, {**params, "images_per_set": 0})
+
+
+def _pairs(count: int = 2) -> dict:
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for name in [f"i{n}" for n in range(count)]:
+        hr = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
+        pairs[f"s/HR/{name}"] = lambda hr=hr: hr
+        pairs[f"s/LR_x4/{name}"] = lambda hr=hr: hr[::4, ::4]
+    return pairs
+
+
+def _unread_checkpoint():
+    raise AssertionError("a checkpoint was read")
+
+
+def test_runtime_openvino_without_the_package_fails_before_reading_a_checkpoint(monkeypatch):
+    from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` -> ImportError
+    params = {**BASE["evaluation"], "models": ["bicubic", "srresnet"], "device": "cpu",
+              "runtime": "openvino"}
+    with pytest.raises(ImportError, match=re.escape(
+            'evaluation.runtime=openvino needs the OpenVINO package, which is not installed: '
+            'pip install -e ".[openvino]"')):
+        evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4, params)
+
+
+def test_runtime_openvino_scores_as_torch_and_is_tagged(monkeypatch):
+    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    import torch
+
+    from srgan_pipeline.models import Generator
+    from srgan_pipeline.pipelines.evaluation import nodes
+
+    torch.manual_seed(0)
+    generator = Generator(scale=4, channels=8, num_blocks=1).eval()
+    monkeypatch.setattr(nodes, "generator_from_checkpoint", lambda state: generator)
+    tags = {}
+    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    params = {**BASE["evaluation"], "models": ["bicubic", "srresnet"], "device": "cpu",
+              "figures": {"crop": 16, "default_count": 0, "images": {}}}
+    scores = {}
+    for runtime in ("torch", "openvino"):
+        per_image, _, _ = nodes.evaluate_models(_pairs(), dict, dict, 4,
+                                                {**params, "runtime": runtime})
+        scores[runtime] = per_image.set_index(["image", "model"])
+        assert tags["evaluation.runtime"] == runtime
+    assert list(scores["openvino"].precision) == ["fp64", "fp32"] * 2
+    # fp32 in both: the same function, summed in another order (<= 1 grey level per pixel)
+    gap = (scores["openvino"].psnr_y - scores["torch"].psnr_y).abs()
+    assert gap.max() < 0.01

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +26,8 @@ def tiny_generator(monkeypatch):
 
 def run(folder, **settings):
     params = {"input_dir": str(folder), "model": "srgan", "device": "cpu", "precision": "fp32",
-              "tile": {"fp32": 64, "bf16": 64}, "max_pixels": 4_194_304, **settings}
+              "tile": {"fp32": 64, "bf16": 64}, "runtime": "torch", "max_pixels": 4_194_304,
+              **settings}
     return nodes.upscale_folder(dict, dict, params)
 
 
@@ -129,3 +133,37 @@ def test_the_default_max_pixels_lets_a_2000_px_square_through(tmp_path, tiny_gen
     Image.new("RGB", (4000, 4000)).save(tmp_path / "huge.png")  # 16 MP: 256 MP out
     outputs, report = run(tmp_path, max_pixels=limit)
     assert list(outputs) == ["lr"] and [s["file"] for s in report["skipped"]] == ["huge.png"]
+
+
+def _unread_checkpoint():
+    raise AssertionError("a checkpoint was read")
+
+
+def test_runtime_openvino_without_the_package_fails_before_reading_a_checkpoint(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` -> ImportError
+    write_image(tmp_path / "a.png", (12, 10))
+    params = {"input_dir": str(tmp_path), "model": "srgan", "device": "cpu", "precision": "fp32",
+              "tile": {"fp32": 64, "bf16": 64}, "runtime": "openvino", "max_pixels": 4_194_304}
+    with pytest.raises(ImportError, match=re.escape(
+            'upscale.runtime=openvino needs the OpenVINO package, which is not installed: '
+            'pip install -e ".[openvino]"')):
+        nodes.upscale_folder(_unread_checkpoint, _unread_checkpoint, params)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_runtime_openvino_is_reported_and_close_to_torch(tmp_path, tiny_generator, monkeypatch,
+                                                         precision):
+    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    tags = {}
+    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    write_image(tmp_path / "a.png", (20, 14), seed=2)
+    outputs, report = run(tmp_path, runtime="openvino", precision=precision)
+    assert report["runtime"] == tags["upscale.runtime"] == "openvino"
+    # what ran: OpenVINO runs fp32 on a CPU without bf16 units
+    ran = "bf16" if precision == "bf16" and devices.cpu_has_fast_bf16() else "fp32"
+    assert report["precision"] == tags["upscale.precision"] == ran
+    torch_fp32 = np.asarray(run(tmp_path)[0]["a"]())
+    difference = np.abs(np.asarray(outputs["a"]()).astype(int) - torch_fp32)
+    # fp32: the same function summed in another order; bf16: the bound of torch's own bf16
+    assert difference.max() <= (1 if precision == "fp32" else 16)

@@ -1,9 +1,11 @@
 """`kedro run --pipeline=upscale` on a folder whose names collide, as a user runs it."""
 
 import json
+import os
 import shutil
 
-from conftest import kedro_project, kedro_run, write_image
+import pytest
+from conftest import kedro, kedro_project, kedro_run, offline_env, write_image
 from PIL import Image
 
 
@@ -37,3 +39,48 @@ def test_every_input_is_upscaled_or_reported_through_kedro_run(tiny_quickstart, 
     for name, output in expected.items():  # each output is its own input, upscaled x4
         width, height = sizes[name]
         assert Image.open(out / output).size == (4 * width, 4 * height), name
+
+
+def test_runtime_openvino_through_kedro_run_is_offline(tiny_quickstart, tmp_path, monkeypatch):
+    """The README's command with runtime=openvino: outputs and report as with torch, and
+    OpenVINO's usage telemetry stays off (no CI variables, no opt-out file in HOME: offline
+    by construction, every network attempt recorded)."""
+    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    shutil.copytree(tiny_quickstart[0] / "data" / "06_models", workdir / "data" / "06_models")
+    inputs = tmp_path / "mine"
+    write_image(inputs / "a.png", (20, 14))
+    write_image(inputs / "b.png", (9, 11), seed=1)
+    env, log = offline_env(tmp_path / "offline")
+    home = tmp_path / "home"
+    home.mkdir()
+    kedro_run(workdir, "--pipeline=upscale",
+              f"--params=upscale.input_dir={inputs},upscale.runtime=openvino",
+              env={**env, "HOME": str(home)}, quiet=False)
+    report = json.loads((workdir / "data" / "08_reporting" / "upscale_report.json").read_text())
+    assert report["runtime"] == "openvino" and report["upscaled"] == {"a.png": "a.png",
+                                                                       "b.png": "b.png"}
+    out = workdir / "data" / "07_model_output" / "upscaled"
+    assert Image.open(out / "a.png").size == (80, 56)
+    assert Image.open(out / "b.png").size == (36, 44)
+    assert log.read_text() == ""
+    assert not (home / "intel").exists()
+
+
+def test_runtime_openvino_without_the_package_names_the_extra(tmp_path, monkeypatch):
+    """Where OpenVINO is not installed (a sitecustomize.py hides it if it is), the run stops
+    before any work, even before a checkpoint is looked for (this project has none)."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    write_image(tmp_path / "mine" / "a.png", (12, 10))
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['openvino'] = None\n")
+    path = os.pathsep.join(p for p in (str(hide), os.environ.get("PYTHONPATH")) if p)
+    done = kedro(workdir, "run", "--env=quickstart", "--pipeline=upscale",
+                 f"--params=upscale.input_dir={tmp_path / 'mine'},upscale.runtime=openvino",
+                 env={"PYTHONPATH": path, "COLUMNS": "200"})
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert ('upscale.runtime=openvino needs the OpenVINO package, which is not installed: '
+            'pip install -e ".[openvino]"') in output
+    assert not (workdir / "data" / "07_model_output").exists()

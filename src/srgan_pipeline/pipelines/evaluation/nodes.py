@@ -25,6 +25,7 @@ from srgan_pipeline.evaluation import (
     summary_markdown,
     summary_table,
 )
+from srgan_pipeline.inference import check_runtime
 from srgan_pipeline.params import FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def evaluate_models(
     settings = validate_params("evaluation", evaluation, scale=scale)
     models = list(settings.models)
     device = pick_device(settings.device)
+    check_runtime(settings.runtime, device, "evaluation.runtime")  # before any checkpoint
     generators = {
         model: generator_from_checkpoint(
             generator_checkpoint(model, generator_pretrained, generator_gan)())
@@ -52,12 +54,18 @@ def evaluate_models(
     }
     precision = resolve_precision(settings.precision, device, "evaluation.precision")
     tile = getattr(settings.tile, precision)
-    upscalers = model_upscalers(models, generators, scale, tile, device, precision)
+    upscalers, ran_in = model_upscalers(models, generators, scale, tile, device, precision,
+                                        runtime=settings.runtime, param="evaluation.runtime")
+    if any(ran != precision for ran in ran_in.values()):
+        logger.warning("evaluation.precision=%s: OpenVINO runs %s on this CPU", precision,
+                       ", ".join(sorted(set(ran_in.values()))))
+        precision = next(iter(ran_in.values()))  # what actually ran (the same for every model)
     # bicubic is MATLAB's imresize, computed in float64 whatever the generators run in
     precisions = {model: "fp64" if model == "bicubic" else precision for model in models}
-    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": tile})
-    logger.info("Evaluating %s on %s in %s (LR tiles of %d px)", ", ".join(models), device,
-                precision, tile)
+    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": tile,
+                       "evaluation.runtime": settings.runtime})
+    logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)", ", ".join(models),
+                device, precision, settings.runtime, tile)
     crop = scale if settings.crop_border is None else settings.crop_border
     limit = settings.images_per_set
 

@@ -19,7 +19,7 @@ from srgan_pipeline.checkpoints import (
 )
 from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.imaging import UnreadableImageError, open_image
-from srgan_pipeline.inference import inference_model, upscale_image
+from srgan_pipeline.inference import check_runtime, prepared_generator, upscale_image
 from srgan_pipeline.output_names import distinct_output_names
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.serving.registry import load_model_checkpoint
@@ -47,15 +47,22 @@ def upscale_folder(
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names = list_images(folder, "upscale.input_dir")
     device = pick_device(settings.device)
+    check_runtime(settings.runtime, device, "upscale.runtime")  # before any checkpoint is read
     if model in GENERATOR_DATASETS:
         checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
     else:  # an MLflow model URI (the parameter schema accepts nothing else)
         checkpoint = partial(load_model_checkpoint, model)
     precision = resolve_precision(settings.precision, device, "upscale.precision")
     tile = getattr(settings.tile, precision)
-    generator = inference_model(generator_from_checkpoint(checkpoint()), device=device,
-                                precision=precision)
-    tracking.set_tags({"upscale.precision": precision, "upscale.tile": tile})
+    generator = prepared_generator(generator_from_checkpoint(checkpoint()),
+                                   runtime=settings.runtime, device=device, precision=precision,
+                                   param="upscale.runtime")
+    if settings.runtime == "openvino" and generator.precision != precision:
+        logger.warning("upscale.precision=%s: OpenVINO runs %s on this CPU", precision,
+                       generator.precision)
+        precision = generator.precision  # what actually ran; its tile stays the one asked for
+    tracking.set_tags({"upscale.precision": precision, "upscale.tile": tile,
+                       "upscale.runtime": settings.runtime})
     keys, unnamed = distinct_output_names(names)
     outputs, upscaled, skipped = {}, {}, []
     for name in names:
@@ -72,10 +79,10 @@ def upscale_folder(
         outputs[keys[name]] = partial(_upscale_file, generator, folder / name, tile=tile,
                                       device=device)
         upscaled[name] = f"{keys[name]}.png"
-    logger.info("Upscaling %d image(s) from %s with %s in %s on %s (%d skipped)", len(outputs),
-                folder, model, precision, device, len(skipped))
+    logger.info("Upscaling %d image(s) from %s with %s in %s on %s with %s (%d skipped)",
+                len(outputs), folder, model, precision, device, settings.runtime, len(skipped))
     return outputs, {"input_dir": str(folder), "model": model, "precision": precision,
-                     "upscaled": upscaled, "skipped": skipped}
+                     "runtime": settings.runtime, "upscaled": upscaled, "skipped": skipped}
 
 
 def _upscale_file(generator, path: Path, **kwargs) -> Image.Image:
