@@ -21,11 +21,14 @@ writing its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,12 +222,13 @@ def _worker(job: _Job, fn: Callable[..., Any], args: tuple) -> Any:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(job.backend, device_id=device if device.type == "cuda" else None)
-    try:
-        world = World(rank=rank, size=dist.get_world_size(), local_rank=local_rank,
-                      device=device, sync_batchnorm=job.sync_batchnorm)
-        return fn(world, *args)
-    finally:
-        dist.destroy_process_group()
+    world = World(rank=rank, size=dist.get_world_size(), local_rank=local_rank, device=device,
+                  sync_batchnorm=job.sync_batchnorm)
+    result = fn(world, *args)
+    # Only after success: a rank that raised leaves at once (the agent records its error),
+    # rather than waiting here for ranks that wait for it.
+    dist.destroy_process_group()
+    return result
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -247,17 +251,44 @@ def _log_as(rank: int, level: int) -> None:
     logging.getLogger("srgan_pipeline").setLevel(level if rank == 0 else logging.WARNING)
 
 
+# What a rank reports when another rank died under it: a consequence, not the cause.
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "remote worker",
+              "Broken pipe", "NCCL communicator was aborted", "SIGTERM")
+
+
 def _describe(error) -> str:
-    """The failed ranks and their errors, the first failure first."""
-    first_rank, _ = error.get_first_failure()
-    lines = []
-    for rank in sorted(error.failures, key=lambda r: r != first_rank):
-        failure = error.failures[rank]
+    """The failed ranks and their errors, the cause first.
+
+    The agent lists the ranks it saw fail at one check, and stops the rest; a rank that
+    raised may be among those stopped while it was exiting, its error already written to its
+    error file: every rank's error file of this machine is read too. Failures carry a time in
+    whole seconds, so the rank that failed first and those whose collective broke because of
+    it often tie: a broken connection to a peer sorts after a rank's own error.
+    """
+    failures: dict[int, tuple[int, str]] = {}
+    for rank, failure in error.failures.items():
         message = failure.message
         if isinstance(message, dict):
             message = message.get("message", message)
-        where = f"rank {rank} (pid {failure.pid} on {failure.hostname})"
-        lines.append(f"{where} failed: {message or f'exit code {failure.exitcode}'}")
-    return ("data-parallel training stopped: " + "; ".join(lines)
-            + ". The other ranks were stopped; the last checkpoint written stays good "
-            "(continue with train_gan.resume=true).")
+        failures[rank] = (failure.timestamp, str(message or f"exit code {failure.exitcode}"))
+        if failure.error_file:
+            failures.update(_sibling_errors(Path(failure.error_file), rank - failure.local_rank))
+    ordered = sorted(failures.items(), key=lambda item: (
+        item[1][0], any(marker in item[1][1] for marker in _PEER_GONE), item[0]))
+    return ("data-parallel training stopped: "
+            + "; ".join(f"rank {rank} failed: {message}" for rank, (_, message) in ordered)
+            + f" (on {socket.gethostname()}). The other ranks were stopped; the last checkpoint "
+            "written stays good (continue with train_gan.resume=true).")
+
+
+def _sibling_errors(error_file: Path, first_rank: int) -> dict[int, tuple[int, str]]:
+    """{global rank: (time, message)} from this attempt's error files (<attempt>/<local>/)."""
+    found = {}
+    for path in error_file.parent.parent.glob("*/error.json"):
+        try:
+            recorded = json.loads(path.read_text())["message"]
+            found[first_rank + int(path.parent.name)] = (
+                int(recorded["extraInfo"]["timestamp"]), str(recorded["message"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not written (a rank that died), or not in the expected form
+    return found
