@@ -25,7 +25,7 @@ from srgan_pipeline.losses import (
 from srgan_pipeline.models import Critic, VGGPerceptualLoss, hr_to_unit, unit_to_hr
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.patches import PatchDataset, _SampleSeeds, make_loader
-from srgan_pipeline.training import phase_config, pretrain, train_adversarial
+from srgan_pipeline.training import clock, phase_config, pretrain, train_adversarial
 from srgan_pipeline.training.distributed import (
     DistributedTrainingError,
     World,
@@ -53,7 +53,7 @@ def cfg(phase: str, **overrides):
     return phase_config(phase, **(tiny | overrides))
 
 
-def batches(count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches_of(count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` (LR, HR) batches of random images in [0, 1]."""
     rng = torch.Generator().manual_seed(seed)
     return [(torch.rand(BATCH, 3, PATCH // SCALE, PATCH // SCALE, generator=rng),
@@ -79,7 +79,7 @@ def trained(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
 
 def _pretrain_rank(world: World, steps: int) -> dict:
     generator = build_generator(GEN, seed=0)
-    mine = batches(steps, seed=100 + world.rank)  # this rank's shard
+    mine = batches_of(steps, seed=100 + world.rank)  # this rank's shard
     pretrain(generator, iter(mine), perceptual(), cfg("pretrain", iterations=steps),
              world=world)
     return trained(generator)
@@ -87,17 +87,46 @@ def _pretrain_rank(world: World, steps: int) -> dict:
 
 def _adversarial_rank(world: World) -> dict:
     generator, critic = build_generator(GEN, seed=0), tiny_critic()
-    mine = batches(2, seed=100 + world.rank)  # one critic batch, one generator batch
+    mine = batches_of(2, seed=100 + world.rank)  # one critic batch, one generator batch
     train_adversarial(generator, critic, iter(mine), perceptual(), cfg("adversarial"),
                       world=world)
     return {"generator": trained(generator), "critic": trained(critic)}
 
 
+class Counted:
+    """An endless batch iterator that counts the batches taken."""
+
+    def __init__(self, batch):
+        self.batch, self.taken = batch, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.taken += 1
+        return self.batch
+
+
+def _budget_rank(world: World) -> dict:
+    """Rank 1's clock runs a minute per reading, rank 0's is the real one: rank 1 alone
+    exceeds max_minutes, and both must stop at the same step (or the other would hang)."""
+    if world.rank == 1:
+        minutes = iter(range(10**6))
+        clock.now = lambda: 60.0 * next(minutes)
+    batches = Counted(batches_of(1, seed=world.rank)[0])
+    state = pretrain(build_generator(GEN, seed=0), batches, None,
+                     cfg("pretrain", iterations=50, perceptual_weight=0.0, max_minutes=5.0),
+                     world=world)
+    return {"taken": batches.taken, "stopped_because": state and state["stopped_because"]}
+
+
 def _each_test_rank(world: World) -> dict:
-    """Everything the equivalence tests compare, in one launch (starting the processes
-    costs more than these trainings)."""
+    """Everything the tests below compare, in one launch (starting the processes costs
+    more than these trainings)."""
     return {"pretrain": _pretrain_rank(world, 1), "adversarial": _adversarial_rank(world),
-            "several": _pretrain_rank(world, 4)}
+            "several": _pretrain_rank(world, 4), "threads": torch.get_num_threads(),
+            "mean": world.mean({"rank": world.rank, "one": 1.0}),
+            "budget": _budget_rank(world)}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +157,7 @@ def test_one_pretraining_step_on_two_processes_equals_accumulating_both_batches(
 
     generator, vgg, settings = build_generator(GEN, seed=0), perceptual(), cfg("pretrain")
     phase = Pretraining(settings, generator, vgg)
-    for low_res, high_res in (batches(1, seed=100)[0], batches(1, seed=101)[0]):
+    for low_res, high_res in (batches_of(1, seed=100)[0], batches_of(1, seed=101)[0]):
         _, total = phase.content_loss("pretrain", hr_to_unit(generator(low_res)), high_res)
         (total / 2).backward()  # DDP averages the ranks' gradients
     phase.optimizer.step()
@@ -143,7 +172,7 @@ def test_one_adversarial_step_on_two_processes_equals_accumulating_both_batches(
     settings = cfg("adversarial")
     opt_c = torch.optim.Adam(critic.parameters(), settings.critic_lr, settings.critic_betas)
     opt_g = torch.optim.Adam(generator.parameters(), settings.lr, settings.betas)
-    shards = [batches(2, seed=100), batches(2, seed=101)]
+    shards = [batches_of(2, seed=100), batches_of(2, seed=101)]
     for rank, shard in enumerate(shards):  # the critic step of each rank
         low_res, high_res = shard[0]
         # The gradient penalty's mixes: rank 0 draws as one process does, rank 1 its own seed.
@@ -177,6 +206,15 @@ def test_ranks_hold_identical_weights_after_several_steps(ranks):
     # forwards (DDP broadcasts rank 0's at each one), and checkpoints hold rank 0's.
     for name, weight in ranks[0]["several"]["weights"].items():
         assert torch.equal(weight, ranks[1]["several"]["weights"][name]), name
+
+
+def test_ranks_average_their_metrics_split_the_threads_and_agree_on_the_time_budget(ranks):
+    threads = max(1, torch.get_num_threads() // 2)  # this process's threads, per process
+    for rank in (0, 1):
+        assert ranks[rank]["mean"] == {"rank": 0.5, "one": 1.0}
+        assert ranks[rank]["threads"] == threads
+    assert ranks[0]["budget"]["taken"] == ranks[1]["budget"]["taken"] < 50
+    assert ranks[0]["budget"]["stopped_because"] == "max_minutes"
 
 
 @pytest.mark.parametrize("how, error", [("raise", "ValueError: rank one cannot go on"),
