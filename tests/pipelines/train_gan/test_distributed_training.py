@@ -8,6 +8,7 @@ and `train_gan.resume=true` continues, under the same or another number of proce
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -15,11 +16,19 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import copy_project
-from test_resume import TINY, assert_same_weights, kedro, latest, mlflow_runs, prepared, succeeded
-
-__all__ = ["prepared"]  # the module-scoped fixture: a project after the quickstart's data_prep
+from test_resume import TINY, assert_same_weights, kedro, latest, mlflow_runs, succeeded
 
 TWO = f"{TINY},train_gan.distributed.nproc_per_node=2"
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_quickstart, tmp_path_factory) -> Path:
+    """The session's quickstart project without its models and MLflow runs: its data_prep."""
+    workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_two"))
+    shutil.rmtree(workdir / "data" / "06_models")
+    shutil.rmtree(workdir / "mlruns", ignore_errors=True)
+    (workdir / "mlflow.db").unlink(missing_ok=True)
+    return workdir
 
 
 @pytest.fixture(scope="module")

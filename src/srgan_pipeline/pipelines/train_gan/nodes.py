@@ -13,6 +13,7 @@ the final state back, which the node returns to Kedro as in one process.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -124,6 +125,10 @@ def _train(job: _Training, device: torch.device) -> dict[str, Any]:
 
 def _train_rank(world: World, job: _Training, tracking_uri: str) -> dict[str, Any] | None:
     """One rank of data-parallel training: rank 0's final state on each machine's first."""
+    # torch's multiprocessing hands the job's tensors to every rank in one shared memory:
+    # trained in place, the ranks would write each other's BatchNorm statistics and optimiser
+    # step counts. Each trains its own copy.
+    job = copy.deepcopy(job)
     if job.settings.distributed.nnodes > 1:  # node 0's resume state, whatever is on this disk
         job = dataclasses.replace(job, start=world.from_main(job.start))
     on_log = tracking.RunMetrics(job.mlflow_run_id, tracking_uri) if job.mlflow_run_id else None
