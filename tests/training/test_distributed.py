@@ -10,11 +10,16 @@ one Adam step (which moves each weight by about lr) to atol 1e-7, not bit for bi
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from srgan_pipeline.checkpoints import build_generator
 from srgan_pipeline.losses import (
@@ -142,6 +147,12 @@ def _failing_rank(world: World, how: str) -> None:
     torch.distributed.barrier()  # rank 0 waits here for a rank that never comes
 
 
+def _machine_rank(world: World) -> dict:
+    return {"rank": world.rank, "size": world.size, "local_rank": world.local_rank,
+            "from_main": world.from_main(f"rank {world.rank}'s"),
+            "mean": world.mean({"rank": world.rank})["rank"]}
+
+
 # ------------------------------------------------------------------ tests
 
 
@@ -221,12 +232,38 @@ def test_ranks_average_their_metrics_split_the_threads_and_agree_on_the_time_bud
                                         ("die", "SIGKILL")])
 def test_a_failing_rank_ends_the_run_promptly_naming_the_rank_and_its_error(how, error):
     started = time.monotonic()
+    # "die" also takes the several-machines rendezvous (a fixed master_port), on one machine
+    settings = spread(master_port=free_port()) if how == "die" else spread()
     with pytest.raises(DistributedTrainingError) as failure:
-        launch(spread(), CPU, _failing_rank, how)
+        launch(settings, CPU, _failing_rank, how)
     assert time.monotonic() - started < 60  # not the collective's 30-minute timeout
     message = str(failure.value)
     assert message.startswith("data-parallel training stopped: rank 1 ")
     assert error in message and "train_gan.resume=true" in message
+
+
+def test_two_machines_of_one_process_each_make_one_world(tmp_path):
+    """Node 1 as a second "machine" (a process of its own, as its kedro run would be)."""
+    port, here = free_port(), Path(__file__).parent
+    node_one = tmp_path / "node_one.py"
+    node_one.write_text(
+        f"import json, sys\nsys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]\n"
+        "from test_distributed import CPU, _machine_rank, launch, spread\n"
+        "if __name__ == '__main__':\n"
+        f"    ranks = launch(spread(1, nnodes=2, node_rank=1, master_port={port}), CPU, "
+        "_machine_rank)\n"
+        "    print(json.dumps(ranks))\n")
+    other = subprocess.Popen([sys.executable, str(node_one)], stdout=subprocess.PIPE, text=True)
+    try:
+        mine = launch(spread(1, nnodes=2, node_rank=0, master_port=port), CPU, _machine_rank)
+        out, _ = other.communicate(timeout=120)
+    finally:
+        other.kill()
+    theirs = {int(rank): value for rank, value in json.loads(out.splitlines()[-1]).items()}
+    assert mine == {0: {"rank": 0, "size": 2, "local_rank": 0, "from_main": "rank 0's",
+                        "mean": 0.5}}
+    assert theirs == {1: {"rank": 1, "size": 2, "local_rank": 0, "from_main": "rank 0's",
+                          "mean": 0.5}}
 
 
 def test_each_rank_reads_a_disjoint_shard_and_together_the_stream_in_order():
