@@ -13,7 +13,7 @@ wait for the slowest, so rank 0's step is the world's).
                the ratio is the cost of data parallelism there (all-reduce, smaller
                intra-op parallelism), not a speed-up: more processes pay on more cores/GPUs.
   --part gpu   needs CUDA. (a) one GPU, nproc_per_node 1: this checkout's loop vs the loop
-               of --baseline-rev (default main: before data-parallel training), each in its
+               of --baseline-rev (default: just before data-parallel training), each in its
                own process, alternating rounds; prints new / old step time (issue 13 asks
                <= 1.02). (b) samples/s for 1, 2, 4, ... processes up to every GPU, through
                training.distributed.launch (nccl); with the paper's step (MSE + 0.01 VGG54,
@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+BEFORE = "e9e10c6"  # main just before data-parallel training (issue 13) was added
 
 
 class Stamps:
@@ -69,7 +70,8 @@ def step_times(device: str, steps: int, warmup: int, batch: int, perceptual_weig
     vgg = VGGPerceptualLoss(layer="relu5_4", weights="random") if perceptual_weight else None
     cfg = phase_config("pretrain", iterations=warmup + steps, batch_size=batch,
                        perceptual_weight=perceptual_weight, log_every=10**6,
-                       checkpoint_every=10**6, ema_decay=None, max_minutes=None)
+                       checkpoint_every=10**6, ema_decay=None, max_minutes=None,
+                       amp_bf16=False)  # float32 in every version (main's default became auto)
     rng = torch.Generator().manual_seed(rank)
     stamps = Stamps([(torch.rand(batch, 3, 24, 24, generator=rng),
                       torch.rand(batch, 3, 96, 96, generator=rng)) for _ in range(4)])
@@ -165,7 +167,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="gpu: alternating old/new rounds")
-    parser.add_argument("--baseline-rev", default="main")
+    parser.add_argument("--baseline-rev", default=BEFORE,
+                        help="the git revision whose loop is the 'old' one (default: before "
+                             "data-parallel training)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
