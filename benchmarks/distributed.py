@@ -127,11 +127,12 @@ def _baseline_src(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def _child_times(src: Path, args) -> list[float]:
+def _child_times(src: Path, args, device: str = "cuda") -> list[float]:
     """One round in a fresh process importing srgan_pipeline from ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),
-                           "--warmup", str(args.warmup), "--batch", str(args.batch)],
+    done = subprocess.run([sys.executable, __file__, "--child", device, "--steps",
+                           str(args.steps), "--warmup", str(args.warmup), "--batch",
+                           str(args.batch)],
                           env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -170,10 +171,10 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default=BEFORE,
                         help="the git revision whose loop is the 'old' one (default: before "
                              "data-parallel training)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the device of one timed round
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(step_times("cuda", args.steps, args.warmup, args.batch, 0.01)))
+        print(json.dumps(step_times(args.child, args.steps, args.warmup, args.batch, 0.01)))
         return
     gpu = args.part == "gpu"
     args.steps = args.steps or (50 if gpu else 4)
