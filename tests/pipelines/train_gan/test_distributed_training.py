@@ -102,3 +102,14 @@ def test_a_killed_kedro_run_takes_its_ranks_and_resumes_under_one_process(prepar
     final = latest(project, "generator_pretrained")
     # steps 3-6 in one process: batch 2 each, from sample 8, where the killed run stopped
     assert (final["step"], final["samples"]) == (6, 8 + 4 * 2)
+
+
+def test_sync_batchnorm_on_cpu_is_refused_before_any_process_starts(prepared, tmp_path):
+    project = copy_project(prepared, tmp_path / "project")  # the run opens an MLflow run
+    refused = kedro(project, "--pipelines=train_gan", f"--params={TWO},train_gan.device=cpu,"
+                                                        "train_gan.distributed.sync_batchnorm=true")
+    assert refused.returncode != 0
+    message = " ".join((refused.stdout + refused.stderr).split())
+    assert "train_gan.distributed.sync_batchnorm=true needs CUDA" in message
+    assert "data-parallel training stopped" not in message  # refused, not started
+    assert not (project / "data/06_models/in_progress").exists()
