@@ -167,17 +167,30 @@ class _SampleSeeds(Sampler):
     Drawing tiles with replacement forever means no epochs to manage, and because each
     pair comes from its own seed, `start` can jump to any sample without replaying the
     ones before it: that is what makes resumption continue the same data stream.
+
+    Data-parallel training (`rank` of `world_size` processes): global batch g is samples
+    start + g*B*W .. start + (g+1)*B*W - 1 of the stream, and rank r takes the r-th run of
+    `batch_size` (B) of them. The ranks' batches are disjoint, together they are the
+    stream's next B*W samples, and one process (W = 1) reads the stream as before; a resume
+    under another W continues at the same sample. (torch's DistributedSampler deals out
+    the indices of a finite epoch; this stream has none, so the few lines are written here.)
     """
 
-    def __init__(self, num_tiles: int, seed: int, start: int = 0):
+    def __init__(self, num_tiles: int, seed: int, start: int = 0, batch_size: int = 1,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0 .. {world_size - 1}, got {rank}")
         self.num_tiles, self.seed, self.start = num_tiles, seed, start
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        k = self.start
+        step, offset = self.batch_size * self.world_size, self.rank * self.batch_size
+        first = self.start + offset
         while True:
-            rng = np.random.default_rng([self.seed, k])
-            yield int(rng.integers(self.num_tiles)), int(rng.integers(2**63))
-            k += 1
+            for k in range(first, first + self.batch_size):
+                rng = np.random.default_rng([self.seed, k])
+                yield int(rng.integers(self.num_tiles)), int(rng.integers(2**63))
+            first += step
 
 
 def make_loader(
@@ -187,16 +200,24 @@ def make_loader(
     seed: int,
     device: torch.device,
     start_batch: int = 0,
+    *,
+    start_sample: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless iterator of (lr, hr) batches for the training loops.
 
     `start_batch`: batches already consumed, for a resumed run: pass the checkpoint's
-    `state["batches"]` when resuming the same phase (0 otherwise).
+    `state["batches"]` when resuming the same phase (0 otherwise). `start_sample` (the
+    checkpoint's `state["samples"]`) says the same in samples of the stream and wins: a
+    data-parallel run consumes batch_size x world_size samples per batch. `rank` /
+    `world_size`: this process's shard of the stream (see `_SampleSeeds`).
     """
+    start = start_batch * batch_size if start_sample is None else start_sample
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=_SampleSeeds(len(dataset), seed, start_batch * batch_size),
+        sampler=_SampleSeeds(len(dataset), seed, start, batch_size, rank, world_size),
         num_workers=num_workers,
         pin_memory=device.type == "cuda",  # pinned host memory -> asynchronous copies
         persistent_workers=num_workers > 0,

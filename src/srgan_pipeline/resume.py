@@ -11,6 +11,11 @@ identity is a digest of everything that decides the weights the phase ends with:
 * for phase 2, the weights of the pretrained generator it starts from: after phase 1 is
   resumed or retrained, an adversarial checkpoint that started from other weights is ignored.
 
+Not part of it: ``train_gan.distributed`` (processes, machines, ``sync_batchnorm``). A resume
+may continue under another number of processes: it starts at the sample of the patch stream
+where the checkpoint stopped, and the global batch (per-process batch x processes) changes
+from there on; under the same number it continues exactly.
+
 ``train_gan.resume=true`` continues only the file of the current identity. Files of other
 identities are left alone and named in a warning that says which fields differ. A lock beside
 the file (``filelock``: the OS drops it when its process dies, also on ``kill -9``) keeps two

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,30 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     # One batched call: each MLflow call is a transaction against the store (sqlite here).
     if active():
         mlflow.log_metrics(metrics, step=step)
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+class RunMetrics:
+    """``on_log`` for a data-parallel training's rank 0, a process of its own without the
+    active run: logs to the node's run by its id, one batched call per window as
+    :func:`log_metrics`. (Metrics sent back to the node would need a thread there to drain
+    them while it waits for the ranks; rank 0 can reach the tracking store just as well.)"""
+
+    def __init__(self, run: str, uri: str):
+        self.run, self.uri = run, uri
+        self.client: mlflow.MlflowClient | None = None
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        if self.client is None:
+            self.client = mlflow.MlflowClient(tracking_uri=self.uri)
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run, [Metric(key, float(value), now, step)
+                                         for key, value in metrics.items()])
 
 
 def set_tags(tags: dict[str, object]) -> None:

@@ -60,6 +60,7 @@ __all__ = [
     "PARAMETER_BLOCKS",
     "AdversarialParams",
     "DataPrepParams",
+    "DistributedParams",
     "EvaluationParams",
     "ParameterError",
     "PretrainParams",
@@ -218,6 +219,31 @@ class AdversarialParams(PhaseParams):
     adversarial_weight: NonNegativeFloat
 
 
+class DistributedParams(Params):
+    """Data-parallel training (training/distributed.py): processes per machine and machines."""
+
+    nproc_per_node: PositiveInt  # 1: today's single-process training, nothing started
+    nnodes: PositiveInt
+    node_rank: NonNegativeInt
+    master_addr: str
+    master_port: Annotated[int, Field(ge=1, le=65535)] | None  # null: a free port, one machine
+    sync_batchnorm: bool  # torch's SyncBatchNorm; CUDA only (refused when training on CPU)
+
+    @model_validator(mode="after")
+    def _nodes_fit(self) -> DistributedParams:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank ({self.node_rank}) must be < nnodes ({self.nnodes}): "
+                             "machines are numbered 0 .. nnodes-1")
+        if self.nnodes > 1 and self.master_port is None:
+            raise ValueError(f"nnodes is {self.nnodes} but master_port is null: every machine "
+                             "must name the same master_addr and master_port (node 0's)")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
 class TrainGanParams(Params):
     device: Device
     num_workers: NonNegativeInt
@@ -228,6 +254,7 @@ class TrainGanParams(Params):
     perceptual: PerceptualParams
     pretrain: PretrainParams
     adversarial: AdversarialParams
+    distributed: DistributedParams
 
 
 # --------------------------------------------------------------------------- evaluation, upscale

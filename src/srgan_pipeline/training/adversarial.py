@@ -18,6 +18,7 @@ from srgan_pipeline.losses import (
 )
 from srgan_pipeline.models import Generator, assert_no_batchnorm, hr_to_unit, unit_to_hr
 from srgan_pipeline.params import AdversarialParams
+from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.loop import OnCheckpoint, Phase, adam, run
 from srgan_pipeline.training.meter import OnLog
@@ -34,14 +35,16 @@ def train_adversarial(
     start: Mapping[str, Any] | None = None,
     on_log: OnLog | None = None,
     on_checkpoint: OnCheckpoint | None = None,
-) -> dict[str, Any]:
+    world: World = SINGLE,
+) -> dict[str, Any] | None:
     """Train ``generator`` and ``critic`` in place; ``batches`` yields (LR, HR) in [0, 1].
 
     ``start``: a "pretrain" state (its generator weights are loaded, training starts at step
     0) or an "adversarial" state to resume. Returns the final state (as checkpointed).
+    ``world``: this process's rank in data-parallel training (loop.run).
     """
     return run(AdversarialTraining(cfg, generator, critic, perceptual), batches, start=start,
-               on_log=on_log, on_checkpoint=on_checkpoint)
+               on_log=on_log, on_checkpoint=on_checkpoint, world=world)
 
 
 class AdversarialTraining(Phase):
@@ -53,7 +56,7 @@ class AdversarialTraining(Phase):
         assert_no_batchnorm(critic)  # per-sample gradient penalty: see models/critic.py
         super().__init__(cfg, generator, perceptual, critic)
         critic.train()
-        self.critic = critic
+        self.critic = self.train_critic = critic
         self.models["critic"] = critic
         self.optimizer_g = adam(generator.parameters(), cfg.lr, cfg.betas, self.device)
         self.optimizer_c = adam(critic.parameters(), cfg.critic_lr, cfg.critic_betas,
@@ -71,6 +74,10 @@ class AdversarialTraining(Phase):
         elif start is not None:  # a pretrained generator to start the GAN phase from
             load_generator_state(self.generator, evaluated_weights(start))
 
+    def distribute(self, world: World) -> None:
+        super().distribute(world)
+        self.train_critic = world.wrap(self.critic)
+
     def train_step(self, feed: BatchFeed, step: int) -> list[dict[str, float]]:
         critic_values = [self.critic_step(*feed.next(), step) for _ in range(self.cfg.n_critic)]
         return [*critic_values, self.generator_step(*feed.next(), step)]
@@ -80,15 +87,18 @@ class AdversarialTraining(Phase):
         """Maximise W = E[critic(real)] - E[critic(fake)] under the gradient penalty."""
         real = unit_to_hr(high_res)
         # The generator stays in train mode (BatchNorm on batch statistics, as in its own
-        # step), so these forwards also update its running statistics.
+        # step), so these forwards also update its running statistics. Not through DDP: no
+        # gradients to synchronise.
         with torch.no_grad(), self.autocast():
             fake = self.generator(low_res)
         with self.autocast():
             # One forward over real and fake together: the critic scores each sample on its
             # own (no BatchNorm), so this equals two forwards, at one launch's cost.
-            real_scores, fake_scores = self.critic(torch.cat([real, fake])).float().chunk(2)
+            real_scores, fake_scores = self.train_critic(torch.cat([real, fake])).float().chunk(2)
             w_loss = critic_wasserstein_loss(real_scores, fake_scores)
-        gp = gradient_penalty(self.critic, real, fake, self.cfg.gp_weight)  # fp32 inside
+        # autograd.grad(create_graph=True) w.r.t. the interpolates, then the one backward below:
+        # DDP all-reduces the critic's gradients of both terms together.
+        gp = gradient_penalty(self.train_critic, real, fake, self.cfg.gp_weight)  # fp32 inside
         c_loss = w_loss + gp
         values = finite_values({"critic/wasserstein_distance": -w_loss,
                                 "critic/gradient_penalty": gp, "critic/loss": c_loss}, step)
@@ -100,10 +110,12 @@ class AdversarialTraining(Phase):
     def generator_step(self, low_res: torch.Tensor, high_res: torch.Tensor, step: int
                        ) -> dict[str, float]:
         """Content losses plus fooling the critic."""
-        self.critic.requires_grad_(False)  # gradients flow through the critic, not into it
+        # Gradients flow through the critic, not into it: the critic itself, not its DDP
+        # wrapper, which would wait for critic gradients that never come.
+        self.critic.requires_grad_(False)
         try:
             with self.autocast():
-                sr = self.generator(low_res)
+                sr = self.train_generator(low_res)
                 losses, total = self.content_loss("gan", hr_to_unit(sr), high_res)
                 losses["gan/adversarial"] = generator_adversarial_loss(self.critic(sr).float())
                 total = total + self.cfg.adversarial_weight * losses["gan/adversarial"]

@@ -5,6 +5,10 @@
 ``iterations`` or when ``max_minutes`` is spent. A :class:`Phase` owns its models, optimisers
 and losses (pretrain.py, adversarial.py); this is BasicSR's ``optimize_parameters`` split
 without its registries.
+
+Data-parallel (``world``, distributed.py): every rank runs this loop on its own shard of the
+batches; the phase's trained modules are wrapped in DDP, the ranks agree on the time budget
+and average their metrics, and only rank 0 reports, checkpoints and returns the state.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator
 from srgan_pipeline.params import PhaseParams
 from srgan_pipeline.training.clock import TimeBudget
+from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.meter import Meter, OnLog
 from srgan_pipeline.training.schedule import lr_factor
@@ -38,7 +43,9 @@ class Phase:
     A subclass sets ``name`` and ``settings`` (its parameter model), creates its optimisers in
     ``optimizers`` (checkpoint key -> (optimizer, base learning rate, betas)), and implements
     ``start_from`` (load weights from a start state), ``train_step`` (one generator update,
-    returning the loss values to log) and, if it keeps more, ``extra_state``.
+    returning the loss values to log) and, if it keeps more, ``extra_state``. Training forward
+    passes go through ``train_generator`` (the generator, or its DDP wrapper: ``distribute``);
+    loading, averaging and saving use ``generator`` itself.
     """
 
     name: str
@@ -60,7 +67,12 @@ class Phase:
         self.autocast = prepare(cfg, self.device, generator, *modules, self.vgg)
         self.models: dict[str, nn.Module] = {"generator": generator}
         self.optimizers: dict[str, tuple[torch.optim.Optimizer, float, Any]] = {}
+        self.train_generator: nn.Module = generator
         generator.train()
+
+    def distribute(self, world: World) -> None:
+        """Wrap the trained modules for ``world`` (after their weights are loaded)."""
+        self.train_generator = world.wrap(self.generator)
 
     def start_from(self, start: Mapping[str, Any] | None, resuming: bool) -> None:
         raise NotImplementedError
@@ -88,30 +100,53 @@ class Phase:
 
 
 def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | None,
-        on_log: OnLog | None, on_checkpoint: OnCheckpoint | None) -> dict[str, Any]:
-    """Train ``phase`` to ``cfg.iterations`` (or its time budget); the final state."""
+        on_log: OnLog | None, on_checkpoint: OnCheckpoint | None,
+        world: World = SINGLE) -> dict[str, Any] | None:
+    """Train ``phase`` to ``cfg.iterations`` (or its time budget); the final state.
+
+    ``world``: this rank of a data-parallel run; ``batches`` are its shard. Every rank passes
+    the same callbacks; only rank 0 calls them and returns the state (the others None).
+    """
     cfg = phase.cfg
-    resuming = begin(phase.name, cfg, start)
+    resuming = begin(phase.name, cfg, start, restore_cuda=world.size == 1)
+    world.seed(cfg.seed, start, resuming)
     phase.start_from(start, resuming)
-    counters = {"step": 0, "batches": 0, "elapsed_s": 0.0}
+    phase.distribute(world)
+    counters = {"step": 0, "batches": 0, "samples": 0, "elapsed_s": 0.0}
     if resuming:
         for key, (optimizer, _, betas) in phase.optimizers.items():
             restore_optimizer(optimizer, start[key], betas)
-        counters = {key: start[key] for key in counters}
-    step = counters["step"]
-    feed = BatchFeed(batches, phase.device, cfg.channels_last, taken=counters["batches"])
+        counters = {key: start[key] for key in ("step", "batches", "elapsed_s")}
+        # Absent from the checkpoints of one process written before it existed.
+        counters["samples"] = start.get("samples", start["batches"] * cfg.batch_size)
+    step, batches_before = counters["step"], counters["batches"]
+    samples_before = counters["samples"]
+    feed = BatchFeed(batches, phase.device, cfg.channels_last, taken=batches_before)
     budget = TimeBudget(cfg.max_minutes, elapsed_before=counters["elapsed_s"])
-    meter = Meter(phase.name, cfg.iterations, cfg.log_every, step, on_log, feed, budget)
+    meter = Meter(phase.name, cfg.iterations, cfg.log_every, step,
+                  on_log if world.main else None, feed, budget, reduce=world.mean,
+                  show=world.main)
 
-    def state(stopped_because: str | None) -> dict[str, Any]:
-        counters = {"step": step, "batches": feed.taken, "elapsed_s": budget.elapsed()}
+    def state(stopped_because: str | None) -> dict[str, Any] | None:
+        rng = world.rng_states()  # a collective: every rank, at the same steps
+        if not world.main:
+            return None
+        samples = samples_before + (feed.taken - batches_before) * cfg.batch_size * world.size
+        counters = {"step": step, "batches": feed.taken, "samples": samples,
+                    "elapsed_s": budget.elapsed()}
         optimizers = {key: optimizer for key, (optimizer, _, _) in phase.optimizers.items()}
         return {**snapshot(phase.name, cfg, counters, phase.models, optimizers,
-                           phase.perceptual, stopped_because), **phase.extra_state()}
+                           phase.perceptual, stopped_because, rng), **phase.extra_state()}
+
+    def budget_used() -> float:
+        # The ranks' clocks differ a little: they agree on the largest, so that they train at
+        # one learning rate and stop at one step (a rank stopping alone would hang the rest).
+        # Without a budget it is 0 on every rank: nothing to agree on.
+        return 0.0 if budget.limit_s is None else world.max(budget.used())
 
     saved_at, stopped_because = step, "iterations"
     while step < cfg.iterations:
-        factor = lr_factor(cfg, step, budget.used())
+        factor = lr_factor(cfg, step, budget_used())
         for optimizer, base_lr, _ in phase.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = base_lr * factor
@@ -119,20 +154,25 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
             meter.add(values)
         step += 1
         meter.step_done(step)
-        if step < cfg.iterations and budget.exceeded():
+        exceeded = (budget.exceeded() if world.size == 1 or budget.limit_s is None
+                    else budget_used() > 1)
+        if step < cfg.iterations and exceeded:
             stopped_because = "max_minutes"
             break
         # The last step's checkpoint is the final state, written below.
         if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
             check_finite_weights(phase.models, step)
-            on_checkpoint(state(None))
+            checkpoint = state(None)
+            if world.main:
+                on_checkpoint(checkpoint)
             saved_at = step
     final = state(stopped_because)
     meter.flush(step)  # the last, partial window
     meter.close()
     if step != saved_at and on_checkpoint is not None:
         check_finite_weights(phase.models, step)
-        on_checkpoint(final)
+        if world.main:
+            on_checkpoint(final)
     logger.info("%s stopped at step %d (%s)", phase.name, step, stopped_because)
     return final
 

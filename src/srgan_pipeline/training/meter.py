@@ -26,23 +26,29 @@ _SHORT = {
 }
 
 OnLog = Callable[[int, dict[str, float]], None]
+Reduce = Callable[[dict[str, float]], dict[str, float]]
 
 
 class Meter:
     """Averages the losses of each window of ``log_every`` steps and reports them once, with
     the speed, the data-wait share (from ``feed``) and the elapsed time (from ``budget``): to
-    ``on_log`` (one MLflow call per window), the INFO log and the tqdm bar."""
+    ``on_log`` (one MLflow call per window), the INFO log and the tqdm bar.
+
+    Data-parallel: ``reduce`` averages a window's metrics over the ranks (every rank flushes
+    at the same steps), and only rank 0 ``show``s the bar."""
 
     def __init__(self, phase: str, iterations: int, log_every: int, step: int,
-                 on_log: OnLog | None, feed: BatchFeed, budget: TimeBudget):
+                 on_log: OnLog | None, feed: BatchFeed, budget: TimeBudget,
+                 reduce: Reduce | None = None, show: bool = True):
         self.phase, self.iterations, self.log_every, self.on_log = (phase, iterations,
                                                                     log_every, on_log)
-        self.feed, self.budget = feed, budget
+        self.feed, self.budget, self.reduce = feed, budget, reduce
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.last: dict[str, float] = {}
         self.window_start, self.window_steps = clock.now(), 0
-        self.bar = tqdm(total=iterations, initial=step, desc=phase, disable=None,
+        self.bar = tqdm(total=iterations, initial=step, desc=phase,
+                        disable=None if show else True,
                         dynamic_ncols=True)
 
     def add(self, values: dict[str, float]) -> None:
@@ -71,6 +77,8 @@ class Meter:
         metrics["time/iters_per_sec"] = self.window_steps / window
         metrics["time/data_wait_share"] = self.feed.reset_wait() / window
         metrics["time/elapsed_s"] = self.budget.elapsed()
+        if self.reduce is not None:
+            metrics = self.reduce(metrics)
         logger.info("%s step %d/%d: %s", self.phase, step, self.iterations,
                     ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if self.on_log is not None:

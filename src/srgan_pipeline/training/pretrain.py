@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from srgan_pipeline.checkpoints import load_generator_state
 from srgan_pipeline.models import Generator, hr_to_unit
 from srgan_pipeline.params import PretrainParams
+from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.loop import OnCheckpoint, Phase, adam, run
 from srgan_pipeline.training.meter import OnLog
@@ -30,13 +31,15 @@ def pretrain(
     start: Mapping[str, Any] | None = None,
     on_log: OnLog | None = None,
     on_checkpoint: OnCheckpoint | None = None,
-) -> dict[str, Any]:
+    world: World = SINGLE,
+) -> dict[str, Any] | None:
     """Train ``generator`` in place on its current device; ``batches`` yields (LR, HR) in [0, 1].
 
     ``start``: a "pretrain" state to resume. Returns the final state (as checkpointed).
+    ``world``: this process's rank in data-parallel training (loop.run).
     """
     return run(Pretraining(cfg, generator, perceptual), batches, start=start, on_log=on_log,
-               on_checkpoint=on_checkpoint)
+               on_checkpoint=on_checkpoint, world=world)
 
 
 class Pretraining(Phase):
@@ -67,7 +70,7 @@ class Pretraining(Phase):
     def train_step(self, feed: BatchFeed, step: int) -> list[dict[str, float]]:
         low_res, high_res = feed.next()
         with self.autocast():
-            sr_unit = hr_to_unit(self.generator(low_res))
+            sr_unit = hr_to_unit(self.train_generator(low_res))
             losses, total = self.content_loss("pretrain", sr_unit, high_res)
         losses["pretrain/total"] = total
         values = finite_values(losses, step)  # before the update: the weights stay good

@@ -46,14 +46,18 @@ def check_finite_weights(models: Mapping[str, nn.Module], step: int) -> None:
 
 def snapshot(phase: str, cfg: PhaseParams, counters: Mapping[str, Any],
              models: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
-             perceptual: nn.Module | None, stopped_because: str | None) -> dict[str, Any]:
+             perceptual: nn.Module | None, stopped_because: str | None,
+             rng: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint/return dict: only weights_only-loadable types, and a snapshot (CPU
     copies): state_dict() returns the live tensors, which the next steps would overwrite
-    in a state that a caller keeps in memory."""
+    in a state that a caller keeps in memory. ``rng``: the RNG states of a data-parallel
+    run (distributed.World.rng_states); None: this process's."""
     critic, opt_c = models.get("critic"), optimizers.get("optimizer_c")
     state = {
         "phase": phase,
-        **counters,  # step, batches (consumed this phase: make_loader(start_batch=...)), elapsed_s
+        # step, batches (consumed this phase, per process: make_loader(start_batch=...)),
+        # samples (of the patch stream, all processes: make_loader(start_sample=...)), elapsed_s
+        **counters,
         "generator": models["generator"].state_dict(),
         "critic": critic.state_dict() if critic is not None else None,
         "optimizer_g": optimizers["optimizer_g"].state_dict(),
@@ -63,7 +67,7 @@ def snapshot(phase: str, cfg: PhaseParams, counters: Mapping[str, Any],
         "perceptual_weights": getattr(perceptual, "weights_source", None),
         # Only torch's RNG drives training (crops are seeded by the sampler, the gradient
         # penalty draws from torch); numpy and random are seeded but never used here.
-        "rng": {
+        "rng": rng or {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         },
@@ -85,11 +89,15 @@ def to_cpu_copy(obj: Any) -> Any:
     return obj
 
 
-def begin(phase: str, cfg: PhaseParams, start: Mapping[str, Any] | None) -> bool:
-    """Seed a fresh run, or restore RNG for a resumed one; True when resuming ``phase``."""
+def begin(phase: str, cfg: PhaseParams, start: Mapping[str, Any] | None,
+          restore_cuda: bool = True) -> bool:
+    """Seed a fresh run, or restore RNG for a resumed one; True when resuming ``phase``.
+
+    ``restore_cuda=False``: a data-parallel rank, which restores its own GPU's state
+    (distributed.World.seed) and must not touch the other GPUs."""
     if start is not None and start["phase"] == phase:
         torch.set_rng_state(start["rng"]["torch"].cpu())
-        if start["rng"]["cuda"] and torch.cuda.is_available():
+        if restore_cuda and start["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in start["rng"]["cuda"]])
         # Through `kedro run` a resume always has the same settings but RUN_CONTROL (the run
         # identity, resume.py); a caller of the loop may pass any state: name what differs.

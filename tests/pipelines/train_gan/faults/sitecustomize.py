@@ -5,15 +5,28 @@ at the n-th atomic rename (os.replace) onto a path containing that part, the pro
 itself `before` the rename (a checkpoint write cut in the middle: its temporary file is
 written, the target is not) or `after` it. Nothing else changes, so the run is the real
 `kedro run` up to the moment of the kill.
+
+A fourth field `parent` kills the process's parent instead: a data-parallel training rank's
+`kedro run` (the rank writes the checkpoints), killed under its running ranks. The rank then
+waits, so a rank that outlived its `kedro run` would be seen writing on afterwards.
 """
 
 import os
 import signal
+import time
 
 _spec = os.environ.get("SRGAN_KILL")
 if _spec:
-    _when, _part, _nth = _spec.split(":")
+    _when, _part, _nth, *_whom = _spec.split(":")
     _seen = [0]
+
+    def _die():
+        if _whom == ["parent"]:
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(3)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     _replace = os.replace
 
     def _replace_then_maybe_die(src, dst, *args, **kwargs):
@@ -22,9 +35,9 @@ if _spec:
             _seen[0] += 1
         die = hit and _seen[0] == int(_nth)
         if die and _when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
+            _die()
         _replace(src, dst, *args, **kwargs)
         if die:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _die()
 
     os.replace = _replace_then_maybe_die
