@@ -9,10 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import QUIET_ENV, kedro_run
 from PIL import Image
 
 from srgan_pipeline.checkpoints import generator_from_checkpoint
+from srgan_pipeline.devices import resolve_precision
 from srgan_pipeline.inference import upscale_image
 
 CHAMPION = "models:/srgan_pipeline_generator@champion"
@@ -42,7 +44,9 @@ def test_upscale_loads_the_champion_from_the_registry(project, monkeypatch):
         state = load_model_checkpoint(CHAMPION)
     finally:
         mlflow.set_tracking_uri(None)
-    expected = upscale_image(generator_from_checkpoint(state), Image.open(lr))
+    # in the precision the run chose: the quickstart's upscale.precision is auto
+    precision = resolve_precision("auto", torch.device("cpu"))
+    expected = upscale_image(generator_from_checkpoint(state), Image.open(lr), precision=precision)
     with Image.open(out) as result:
         assert result.size == (4 * Image.open(lr).width, 4 * Image.open(lr).height)
         assert np.array_equal(np.asarray(result), np.asarray(expected))

@@ -4,8 +4,11 @@ The equivalence tests compare one step of 2 processes with one process that accu
 gradients of the same two per-rank batches, each forward on its own batch (BatchNorm statistics
 per batch, as DDP computes them), averaged as DDP averages. Tolerance: gloo all-reduces fp32
 gradients as a + b then / 2, where the reference accumulates a / 2 + b / 2: the sums round
-differently in the last bits, so gradients agree to rtol 1e-5 (atol 1e-8) and the weights after
-one Adam step (which moves each weight by about lr) to atol 1e-7, not bit for bit.
+differently in the last bits, and the reference's convolutions run on however many threads this
+process has (another module's fixture may have set one) where each rank has its own: so gradients
+agree to rtol 1e-4 (atol 1e-6; the critic's, through the gradient penalty's double backward,
+differed by up to 7e-5 when the thread counts differed) and the weights after one Adam step
+(which moves each weight by about lr) to atol 1e-7, not bit for bit.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def _machine_rank(world: World) -> dict:
 def assert_close(ddp: dict, reference: dict) -> None:
     for name in reference["grads"]:
         torch.testing.assert_close(ddp["grads"][name], reference["grads"][name],
-                                   rtol=1e-5, atol=1e-8, msg=lambda m, n=name: f"{n}: {m}")
+                                   rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
         torch.testing.assert_close(ddp["weights"][name], reference["weights"][name],
                                    rtol=0, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
 

@@ -108,17 +108,7 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
     the same callbacks; only rank 0 calls them and returns the state (the others None).
     """
     cfg = phase.cfg
-    resuming = begin(phase.name, cfg, start, restore_cuda=world.size == 1)
-    world.seed(cfg.seed, start, resuming)
-    phase.start_from(start, resuming)
-    phase.distribute(world)
-    counters = {"step": 0, "batches": 0, "samples": 0, "elapsed_s": 0.0}
-    if resuming:
-        for key, (optimizer, _, betas) in phase.optimizers.items():
-            restore_optimizer(optimizer, start[key], betas)
-        counters = {key: start[key] for key in ("step", "batches", "elapsed_s")}
-        # Absent from the checkpoints of one process written before it existed.
-        counters["samples"] = start.get("samples", start["batches"] * cfg.batch_size)
+    counters = _start(phase, start, world)
     step, batches_before = counters["step"], counters["batches"]
     samples_before = counters["samples"]
     feed = BatchFeed(batches, phase.device, cfg.channels_last, taken=batches_before)
@@ -146,10 +136,7 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
 
     saved_at, stopped_because = step, "iterations"
     while step < cfg.iterations:
-        factor = lr_factor(cfg, step, budget_used())
-        for optimizer, base_lr, _ in phase.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = base_lr * factor
+        _set_learning_rates(phase, lr_factor(cfg, step, budget_used()))
         for values in phase.train_step(feed, step + 1):
             meter.add(values)
         step += 1
@@ -175,6 +162,30 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
             on_checkpoint(final)
     logger.info("%s stopped at step %d (%s)", phase.name, step, stopped_because)
     return final
+
+
+def _start(phase: Phase, start: Mapping[str, Any] | None, world: World) -> dict[str, Any]:
+    """Seed or restore RNG, load the start state into the phase (and its optimisers when
+    resuming it), wrap it for ``world``: the counters to continue from."""
+    cfg = phase.cfg
+    resuming = begin(phase.name, cfg, start, restore_cuda=world.size == 1)
+    world.seed(cfg.seed, start, resuming)
+    phase.start_from(start, resuming)
+    phase.distribute(world)
+    if not resuming:
+        return {"step": 0, "batches": 0, "samples": 0, "elapsed_s": 0.0}
+    for key, (optimizer, _, betas) in phase.optimizers.items():
+        restore_optimizer(optimizer, start[key], betas)
+    counters = {key: start[key] for key in ("step", "batches", "elapsed_s")}
+    # Absent from the checkpoints of one process written before it existed.
+    counters["samples"] = start.get("samples", start["batches"] * cfg.batch_size)
+    return counters
+
+
+def _set_learning_rates(phase: Phase, factor: float) -> None:
+    for optimizer, base_lr, _ in phase.optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * factor
 
 
 def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
