@@ -145,6 +145,18 @@ def new_version(folder: Path, before: set[str]) -> str:
     return added
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_model_code_on_sys_path():
+    """Loading a models-from-code MLflow model puts its ``artifacts/code`` folder first on
+    ``sys.path`` for the rest of the process. Processes the suite spawns later (data-parallel
+    ranks start with the parent's path) would then import the project from that copy, which has
+    no conf/base. The loaded model keeps its modules; later tests and their children get the
+    checkout's own package again."""
+    yield
+    sys.path[:] = [entry for entry in sys.path
+                   if Path(entry).parts[-2:] != ("artifacts", "code")]
+
+
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     """A scratch project after the whole quickstart (data_prep, tiny train_gan, evaluation):
