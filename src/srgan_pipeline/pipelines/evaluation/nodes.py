@@ -60,8 +60,8 @@ def evaluate_models(
         logger.warning("evaluation.precision=%s: OpenVINO runs %s on this CPU", precision,
                        ", ".join(sorted(set(ran_in.values()))))
         precision = next(iter(ran_in.values()))  # what actually ran (the same for every model)
-    # bicubic is MATLAB's imresize, computed in float64 whatever the generators run in
-    precisions = {model: "fp64" if model == "bicubic" else precision for model in models}
+    # each generator as it ran; bicubic is MATLAB's imresize, computed in float64
+    precisions = {"bicubic": "fp64", **ran_in}
     tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": tile,
                        "evaluation.runtime": settings.runtime})
     logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)", ", ".join(models),
