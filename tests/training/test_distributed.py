@@ -2,17 +2,25 @@
 
 The equivalence tests compare one step of 2 processes with one process that accumulates the
 gradients of the same two per-rank batches, each forward on its own batch (BatchNorm statistics
-per batch, as DDP computes them), averaged as DDP averages. Tolerance: gloo all-reduces fp32
-gradients as a + b then / 2, where the reference accumulates a / 2 + b / 2: the sums round
-differently in the last bits, and the reference's convolutions run on however many threads this
-process has (another module's fixture may have set one) where each rank has its own: so gradients
-agree to rtol 1e-4 (atol 1e-6; the critic's, through the gradient penalty's double backward,
-differed by up to 7e-5 when the thread counts differed) and the weights after one Adam step
-(which moves each weight by about lr) to atol 1e-7, not bit for bit.
+per batch, as DDP computes them), averaged as DDP averages.
+
+Tolerances come from an argument, not from one CPU: both runs are float32 and differ only in
+rounding (gloo reduces a + b then / 2 where one process accumulates a / 2 + b / 2; each rank's
+convolutions run on its own thread count and on whatever kernels this CPU's oneDNN picks). So
+the same computation is also run in float64 (the code's casts to float32 made no-ops), and each
+gradient tensor of the data-parallel run may be no further from float64 than K_ROUNDING times
+the one-process float32 run is, plus a few float32 ulps of the largest gradient (a tensor the
+one-process run happened to get exact). A real fault (a rank's gradient not all-reduced, a sum
+where a mean belongs, one batch used twice) moves gradients by their own size, ~1e6 times that.
+The weights after the step are checked against one Adam step, in float64, from the starting
+weights with the data-parallel run's own gradients: a few ulps of the weight and of lr. Adam's
+first step moves each weight by about lr whatever the gradient's size, so comparing weights
+with the one-process run's would fail wherever a gradient near zero flips sign by rounding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import free_port
+from torch import nn
 
 from srgan_pipeline.checkpoints import build_generator
 from srgan_pipeline.losses import (
@@ -159,60 +168,121 @@ def _machine_rank(world: World) -> dict:
 # ------------------------------------------------------------------ tests
 
 
-def assert_close(ddp: dict, reference: dict) -> None:
-    for name in reference["grads"]:
-        torch.testing.assert_close(ddp["grads"][name], reference["grads"][name],
-                                   rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
-        torch.testing.assert_close(ddp["weights"][name], reference["weights"][name],
-                                   rtol=0, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+K_ROUNDING = 4  # data-parallel vs one-process float32 error (both rounding noise, see top)
+EPS32 = torch.finfo(torch.float32).eps
+
+
+@contextlib.contextmanager
+def widened_to(dtype: torch.dtype):
+    """The project's ``.float()`` casts (losses, gradient penalty) keep float64 tensors, so
+    the one-process reference runs the same code in float64."""
+    cast = torch.Tensor.float
+    if dtype == torch.float64:
+        torch.Tensor.float = lambda t, *a, **k: t if t.dtype == torch.float64 else cast(t, *a, **k)
+    try:
+        yield
+    finally:
+        torch.Tensor.float = cast
+
+
+def as_dtype(batches, dtype):
+    return [tuple(x.to(dtype) for x in batch) for batch in batches]
+
+
+def assert_gradients_match(ddp: dict, one32: dict, one64: dict) -> None:
+    for name, exact in one64.items():
+        exact = exact.double()
+        ddp_error = (ddp[name].double() - exact).abs().max().item()
+        one_error = (one32[name].double() - exact).abs().max().item()
+        bound = K_ROUNDING * one_error + 4 * EPS32 * exact.abs().max().item()
+        assert ddp_error <= bound, (f"{name}: data-parallel gradient {ddp_error:.3g} from "
+                                    f"float64, one process {one_error:.3g} (bound {bound:.3g})")
+
+
+def assert_one_adam_step(ddp: dict, start: nn.Module, lr: float, betas) -> None:
+    """``ddp["weights"]`` = one Adam step from ``start`` with ``ddp["grads"]``, to float32
+    rounding of the weight and of the step (~lr)."""
+    weights = {k: p.detach().double().clone().requires_grad_(True)
+               for k, p in start.named_parameters()}
+    for name, weight in weights.items():
+        weight.grad = ddp["grads"][name].double()
+    torch.optim.Adam(weights.values(), lr=lr, betas=betas).step()
+    for name, expected in weights.items():
+        error = (ddp["weights"][name].double() - expected.detach()).abs()
+        bound = 4 * EPS32 * (expected.detach().abs() + lr)
+        assert (error <= bound).all(), f"{name}: {error.max():.3g} off one Adam step"
+
+
+def pretrain_gradients(dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """One process, both ranks' batches accumulated as DDP averages them, in ``dtype``."""
+    generator = build_generator(GEN, seed=0).to(dtype)
+    phase = Pretraining(cfg("pretrain"), generator, perceptual().to(dtype))
+    with widened_to(dtype):
+        for low_res, high_res in as_dtype([batches_of(1, seed=100 + r)[0] for r in (0, 1)],
+                                          dtype):
+            _, total = phase.content_loss("pretrain", hr_to_unit(generator(low_res)), high_res)
+            (total / 2).backward()  # DDP averages the ranks' gradients
+    return trained(generator)["grads"]
 
 
 def test_one_pretraining_step_on_two_processes_equals_accumulating_both_batches(ranks):
+    one32, one64 = pretrain_gradients(torch.float32), pretrain_gradients(torch.float64)
+    settings = cfg("pretrain")
+    for rank in (0, 1):
+        assert_gradients_match(ranks[rank]["pretrain"]["grads"], one32, one64)
+        assert_one_adam_step(ranks[rank]["pretrain"], build_generator(GEN, seed=0),
+                             settings.lr, settings.betas)
 
-    generator, vgg, settings = build_generator(GEN, seed=0), perceptual(), cfg("pretrain")
-    phase = Pretraining(settings, generator, vgg)
-    for low_res, high_res in (batches_of(1, seed=100)[0], batches_of(1, seed=101)[0]):
-        _, total = phase.content_loss("pretrain", hr_to_unit(generator(low_res)), high_res)
-        (total / 2).backward()  # DDP averages the ranks' gradients
-    phase.optimizer.step()
 
-    assert_close(ranks[0]["pretrain"], trained(generator))
-    assert_close(ranks[1]["pretrain"], trained(generator))
+def adversarial_gradients(dtype: torch.dtype, critic_after: dict[str, torch.Tensor]
+                          ) -> dict[str, dict[str, torch.Tensor]]:
+    """The critic's gradients of each rank's critic step, then the generator's of each rank's
+    generator step against the critic the data-parallel run stepped to (``critic_after``, so
+    that the generator's reference does not inherit the critic's rounding), in ``dtype``."""
+    generator, critic, vgg = build_generator(GEN, seed=0).to(dtype), tiny_critic().to(dtype), \
+        perceptual().to(dtype)
+    settings = cfg("adversarial")
+    shards = [as_dtype(batches_of(2, seed=100 + r), dtype) for r in (0, 1)]
+    with widened_to(dtype):
+        for rank, shard in enumerate(shards):  # the critic step of each rank
+            low_res, high_res = shard[0]
+            # The gradient penalty's mixes: rank 0 draws as one process does, rank 1 its own.
+            torch.manual_seed(settings.seed if rank == 0 else rank_seed(settings.seed, rank))
+            real = unit_to_hr(high_res)
+            with torch.no_grad():
+                fake = generator(low_res)
+            real_scores, fake_scores = critic(torch.cat([real, fake])).chunk(2)
+            loss = critic_wasserstein_loss(real_scores, fake_scores) + gradient_penalty(
+                critic, real, fake, settings.gp_weight)
+            (loss / 2).backward()
+        critic_grads = trained(critic)["grads"]
+        with torch.no_grad():
+            for name, weight in critic.named_parameters():
+                weight.copy_(critic_after[name])
+        critic.requires_grad_(False)
+        phase = Pretraining(cfg("pretrain"), generator, vgg)  # for its content_loss
+        for shard in shards:  # the generator step of each rank
+            low_res, high_res = shard[1]
+            sr = generator(low_res)
+            _, total = phase.content_loss("gan", hr_to_unit(sr), high_res)
+            total = total + settings.adversarial_weight * generator_adversarial_loss(critic(sr))
+            (total / 2).backward()
+    return {"critic": critic_grads, "generator": trained(generator)["grads"]}
 
 
 def test_one_adversarial_step_on_two_processes_equals_accumulating_both_batches(ranks):
-
-    generator, critic, vgg = build_generator(GEN, seed=0), tiny_critic(), perceptual()
     settings = cfg("adversarial")
-    opt_c = torch.optim.Adam(critic.parameters(), settings.critic_lr, settings.critic_betas)
-    opt_g = torch.optim.Adam(generator.parameters(), settings.lr, settings.betas)
-    shards = [batches_of(2, seed=100), batches_of(2, seed=101)]
-    for rank, shard in enumerate(shards):  # the critic step of each rank
-        low_res, high_res = shard[0]
-        # The gradient penalty's mixes: rank 0 draws as one process does, rank 1 its own seed.
-        torch.manual_seed(settings.seed if rank == 0 else rank_seed(settings.seed, rank))
-        real = unit_to_hr(high_res)
-        with torch.no_grad():
-            fake = generator(low_res)
-        real_scores, fake_scores = critic(torch.cat([real, fake])).chunk(2)
-        loss = critic_wasserstein_loss(real_scores, fake_scores) + gradient_penalty(
-            critic, real, fake, settings.gp_weight)
-        (loss / 2).backward()
-    opt_c.step()
-    critic.requires_grad_(False)
-    phase = Pretraining(cfg("pretrain"), generator, vgg)  # for its content_loss
-    for shard in shards:  # the generator step of each rank
-        low_res, high_res = shard[1]
-        sr = generator(low_res)
-        _, total = phase.content_loss("gan", hr_to_unit(sr), high_res)
-        total = total + settings.adversarial_weight * generator_adversarial_loss(critic(sr))
-        (total / 2).backward()
-    opt_g.step()
-    critic.requires_grad_(True)
-
     for rank in (0, 1):
-        assert_close(ranks[rank]["adversarial"]["generator"], trained(generator))
-        assert_close(ranks[rank]["adversarial"]["critic"], trained(critic))
+        ddp = ranks[rank]["adversarial"]
+        after = ddp["critic"]["weights"]
+        one32 = adversarial_gradients(torch.float32, after)
+        one64 = adversarial_gradients(torch.float64, after)
+        for model in ("critic", "generator"):
+            assert_gradients_match(ddp[model]["grads"], one32[model], one64[model])
+        assert_one_adam_step(ddp["critic"], tiny_critic(), settings.critic_lr,
+                             settings.critic_betas)
+        assert_one_adam_step(ddp["generator"], build_generator(GEN, seed=0), settings.lr,
+                             settings.betas)
 
 
 def test_ranks_hold_identical_weights_after_several_steps(ranks):
