@@ -9,6 +9,10 @@ written, the target is not) or `after` it. Nothing else changes, so the run is t
 A fourth field `parent` kills the process's parent instead: a data-parallel training rank's
 `kedro run` (the rank writes the checkpoints), killed under its running ranks. The rank then
 waits, so a rank that outlived its `kedro run` would be seen writing on afterwards.
+
+A fourth field `pause` neither kills nor signals: the process waits at that rename until the
+file named by SRGAN_PAUSE_UNTIL exists, so a test can run something else at a certain point of
+a run (not a timing guess) and then let it go on.
 """
 
 import os
@@ -21,7 +25,10 @@ if _spec:
     _seen = [0]
 
     def _die():
-        if _whom == ["parent"]:
+        if _whom == ["pause"]:
+            while not os.path.exists(os.environ["SRGAN_PAUSE_UNTIL"]):
+                time.sleep(0.05)
+        elif _whom == ["parent"]:
             os.kill(os.getppid(), signal.SIGKILL)
             time.sleep(3)
         else:
