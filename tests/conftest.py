@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import random
@@ -31,6 +32,17 @@ def shared_dataset(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this check needs the benchmark data beside the project")
     return path
+
+
+def optional_extra(module: str, extra: str):
+    """``import module`` of an optional extra, or skip the test where it is not installed.
+
+    CI installs every extra and sets SRGAN_TEST_EXTRAS (comma-separated extras), so that there a
+    missing package fails the test instead of skipping it: the extra's tests really run.
+    """
+    if extra in os.environ.get("SRGAN_TEST_EXTRAS", "").split(","):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"the optional {extra} extra is not installed")
 
 
 def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import offline_env
+from conftest import offline_env, optional_extra
 
 from srgan_pipeline.inference import check_runtime, prepared_generator, upscale
 from srgan_pipeline.models import Generator
@@ -42,7 +42,7 @@ def no_openvino(monkeypatch):
 
 @pytest.fixture
 def openvino():
-    return pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    return optional_extra("openvino", "openvino")
 
 
 def _generator(**kwargs) -> Generator:

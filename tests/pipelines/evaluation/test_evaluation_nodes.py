@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, optional_extra
 
 from srgan_pipeline.evaluation import comparison_figure, group_pairs, summary_table
 from srgan_pipeline.params import validate_params
@@ -108,7 +108,7 @@ def test_runtime_openvino_without_the_package_fails_before_reading_a_checkpoint(
 
 
 def test_runtime_openvino_scores_as_torch_and_is_tagged(monkeypatch):
-    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    optional_extra("openvino", "openvino")
     import torch
 
     from srgan_pipeline.models import Generator

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import PROJECT_ROOT, write_image
+from conftest import PROJECT_ROOT, optional_extra, write_image
 from PIL import Image
 
 from srgan_pipeline import devices
@@ -154,7 +154,7 @@ def test_runtime_openvino_without_the_package_fails_before_reading_a_checkpoint(
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_runtime_openvino_is_reported_and_close_to_torch(tmp_path, tiny_generator, monkeypatch,
                                                          precision):
-    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    optional_extra("openvino", "openvino")
     tags = {}
     monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
     write_image(tmp_path / "a.png", (20, 14), seed=2)

@@ -4,8 +4,7 @@ import json
 import os
 import shutil
 
-import pytest
-from conftest import kedro, kedro_project, kedro_run, offline_env, write_image
+from conftest import kedro, kedro_project, kedro_run, offline_env, optional_extra, write_image
 from PIL import Image
 
 
@@ -45,7 +44,7 @@ def test_runtime_openvino_through_kedro_run_is_offline(tiny_quickstart, tmp_path
     """The README's command with runtime=openvino: outputs and report as with torch, and
     OpenVINO's usage telemetry stays off (no CI variables, no opt-out file in HOME: offline
     by construction, every network attempt recorded)."""
-    pytest.importorskip("openvino", reason="the optional openvino extra is not installed")
+    optional_extra("openvino", "openvino")
     workdir = kedro_project(tmp_path / "project", monkeypatch)
     shutil.copytree(tiny_quickstart[0] / "data" / "06_models", workdir / "data" / "06_models")
     inputs = tmp_path / "mine"
