@@ -175,15 +175,31 @@ def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     its folder and the run's stdout. Shared by the tests that only read what it made; a test
     that runs anything in it works on a `copy_project` of it.
 
+    Built once for the whole session, also under pytest-xdist: the first worker to need it
+    builds it under a file lock in the folder all workers share (xdist's documented recipe),
+    the others read the finished one.
+
     The run is offline by construction and without QUIET_ENV, so it also witnesses that the
     project itself keeps telemetry off and uses no network (tests/test_telemetry.py reads
     QUICKSTART_NETWORK_LOG).
     """
-    workdir = tmp_path_factory.mktemp("tiny_quickstart")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        kedro_project(workdir, monkeypatch)
-    env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
-    return workdir, kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the one folder above every worker's own
+    workdir, stdout = shared / "tiny_quickstart", shared / "tiny_quickstart.stdout"
+    with FileLock(str(shared / "tiny_quickstart.lock")):
+        if not stdout.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a build cut short by a crash
+            workdir.mkdir()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            kedro_project(workdir, monkeypatch)  # also bootstraps Kedro in this process
+        if not stdout.exists():
+            env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
+            output = kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
+            stdout.write_text(output)
+    return workdir, stdout.read_text()
 
 
 QUICKSTART_NETWORK_LOG = Path(".offline") / "network.log"  # in tiny_quickstart's folder

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,35 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-from conftest import QUIET_ENV, copy_project
+from conftest import QUIET_ENV, copy_project, free_port, stop_process_group
 
 FIGURE = "comparisons/skimage_heldout/chelsea.png"
 START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group this test started (kedro, mlflow ui, its server), then
-    SIGKILL what is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            process.poll()
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-    process.wait(timeout=10)
 
 
 def get(url: str, body: dict | None = None) -> bytes:
@@ -98,5 +71,5 @@ def test_kedro_mlflow_ui_serves_the_run_and_its_artifacts(tiny_quickstart, tmp_p
         local = Path(client.download_artifacts(run.info.run_id, FIGURE, str(tmp_path)))
         assert figure == local.read_bytes() and figure.startswith(b"\x89PNG")
     finally:
-        stop_group(process)
+        stop_process_group(process)
     assert process.returncode is not None

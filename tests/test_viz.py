@@ -15,7 +15,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import kedro_project
+from conftest import free_port, kedro_project, stop_process_group
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from PIL import Image
@@ -38,12 +37,6 @@ STOP_TIMEOUT_S = 20
 EXPECTED_LAYERS = {"train_store": "primary", "generator_pretrained": "models",
                    "evaluation_summary": "reporting"}
 SAVE_VERSION = "2026-01-01T00.00.00.000Z"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _viz_port() -> int:
@@ -61,40 +54,13 @@ def _viz_port() -> int:
 
 
 def _viz_env() -> dict[str, str]:
-    closed = f"http://127.0.0.1:{_free_port()}"  # nothing listens: proxied requests fail fast
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: proxied requests fail fast
     env = dict(os.environ, DO_NOT_TRACK="1", KEDRO_DISABLE_TELEMETRY="1",
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env[name] = env[name.lower()] = closed
     env.pop("KEDRO_ENV", None)
     return env
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group this test started, then SIGKILL whatever is left of it."""
-    pgid = process.pid  # start_new_session=True: the group holds this run's processes only
-    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            process.poll()  # reap the leader; orphaned children are reaped by init
-            if not _group_alive(pgid):
-                break
-            time.sleep(0.2)
-        if not _group_alive(pgid):
-            break
-    process.wait(timeout=10)
 
 
 def _kedro_viz(workdir: Path, *args: str, log: Path) -> subprocess.Popen:
@@ -175,7 +141,7 @@ def test_kedro_viz_build_holds_every_pipeline_node_and_layer(tmp_path, monkeypat
     except subprocess.TimeoutExpired:
         pytest.fail(f"kedro viz build ran over {BUILD_TIMEOUT_S} s:\n{_tail(log)}")
     finally:
-        _stop_group(process)
+        stop_process_group(process, grace_s=STOP_TIMEOUT_S)
     print(f"kedro viz build: {time.monotonic() - started:.1f} s")
     api = workdir / "build" / "api"
     assert process.returncode == 0 and (api / "main").is_file(), _tail(log)
@@ -249,5 +215,5 @@ def test_kedro_viz_run_serves_the_project_graph(tmp_path, monkeypatch):
         assert {n["name"] for n in upscale["nodes"] if n["type"] == "task"} == {
             node.name for node in pipelines["upscale"].nodes}
     finally:
-        _stop_group(process)
+        stop_process_group(process, grace_s=STOP_TIMEOUT_S)
     assert process.returncode is not None
