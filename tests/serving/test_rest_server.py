@@ -16,15 +16,18 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import free_port, start_server, stop_process_group
+from conftest import free_port, scored_checkpoint, start_server, stop_process_group
 from PIL import Image
+
+from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
+from srgan_pipeline.inference import upscale_image
 
 MODEL_URI = "models:/srgan_pipeline_generator@champion"
 
 
 @pytest.fixture(scope="module")
-def rest_server(tiny_quickstart, tmp_path_factory):
-    workdir, _ = tiny_quickstart
+def rest_server(served_quickstart, tmp_path_factory):
+    workdir, _, _ = served_quickstart
     port = free_port()
     log = tmp_path_factory.mktemp("rest_server") / "server.log"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI,
@@ -79,6 +82,21 @@ def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
     body = json.dumps({"dataframe_records": [{"image": base64.b64encode(chelsea).decode()}]})
     status, answer = _invoke(url, body.encode())
     assert status == 200 and _decoded(answer["predictions"][0]).format == "PNG"
+
+
+def test_the_served_pixels_are_those_of_the_checkpoint_evaluation_scored(rest_server,
+                                                                          served_quickstart):
+    """@champion over REST gives, pixel for pixel, `upscale_image` of the train_gan checkpoint
+    that evaluation scored for that version (its EMA weights where kept)."""
+    url, workdir = rest_server
+    _, _, kind = served_quickstart
+    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, kind)))
+    lr = workdir / "data" / "05_model_input" / "eval" / "skimage_heldout" / "LR_x4"
+    data = (lr / "chelsea.png").read_bytes()
+    status, answer = _invoke(url, _split(data))
+    assert status == 200, answer
+    expected = upscale_image(generator, Image.open(io.BytesIO(data)))
+    assert np.array_equal(np.asarray(_decoded(answer["predictions"][0])), np.asarray(expected))
 
 
 @pytest.mark.parametrize("body, words", [
