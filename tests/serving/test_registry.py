@@ -1,5 +1,7 @@
-"""The registry after a tiny `kedro run`: both generators registered, the alias on the best;
-and the rules (one version per weights, alias only among comparable scores) on a scratch store."""
+"""The registry after a tiny `kedro run`: both generators registered with the weights evaluation
+scored, the alias on the best above bicubic (here none); a subset evaluation changes neither;
+and the rules (one version per weights, alias only among comparable full-set scores above
+bicubic) on a scratch store."""
 
 from __future__ import annotations
 
