@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -26,6 +27,7 @@ from srgan_pipeline.serving import app as page_app
 
 CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
 GIVE_UP_S = 60
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +43,21 @@ def page(served_quickstart):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the page did not start"
         time.sleep(0.05)
+    saved = {name: os.environ.get(name) for name in URI_VARIABLES}
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:
         server.should_exit = True
         thread.join(GIVE_UP_S)
-        mlflow.set_tracking_uri(None)  # the page's generator loader sets them process-wide
+        # the page's generator loader sets the URIs process-wide, and MLflow exports them to
+        # os.environ, where `kedro run`s of later tests would find them (set_registry_uri(None)
+        # leaves MLFLOW_REGISTRY_URI set)
+        mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
 
 
 def _png(size, seed=0) -> bytes:
