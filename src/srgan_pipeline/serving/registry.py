@@ -54,6 +54,8 @@ def set_champion(client: mlflow.MlflowClient, name: str, alias: str,
     removed (it would keep serving it); an alias on a version of another rule is left alone.
     """
     versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:  # nothing registered yet (e.g. bicubic scored alone): no model, no alias
+        return None
     fit = [v for v in versions if v.tags.get("score_rule") == score_rule and beats_bicubic(v)]
     if not fit:
         _drop_unfit_alias(client, name, alias, score_rule)
