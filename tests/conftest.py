@@ -485,3 +485,44 @@ def pytest_collection_modifyitems(config, items):
         for group in groups:
             rng.shuffle(group)
     items[:] = [item for group in groups for item in group]
+
+
+# --------------------------------------------------------------------------------------------
+# Serving (tests/serving, tests/e2e/test_try_it_page.py): the registered generators of the
+# tiny quickstart and the checkpoints evaluation scored them from.
+# --------------------------------------------------------------------------------------------
+
+REGISTERED_MODEL = "srgan_pipeline_generator"
+
+
+def scored_checkpoint(workdir: Path, kind: str) -> dict:
+    """The train_gan checkpoint that evaluation read for ``kind`` (srresnet / srgan): the one
+    version of its dataset in a project where train_gan ran once."""
+    import torch
+
+    from srgan_pipeline.checkpoints import GENERATOR_DATASETS
+
+    name = f"{GENERATOR_DATASETS[kind]}.pt"
+    path, = (workdir / "data" / "06_models" / name).glob(f"*/{name}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def registry_client(workdir: Path):
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="session")
+def served_quickstart(tiny_quickstart, tmp_path_factory) -> tuple[Path, int, str]:
+    """A copy of the tiny quickstart whose @champion a user set by hand: (folder, version,
+    model kind). A few training steps score below bicubic, so evaluation sets no champion
+    (tests/serving/test_registry.py); what README serves is `models:/...@champion`, so the
+    serving tests promote the best version as `MlflowClient.set_registered_model_alias` does."""
+    workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("served") / "project")
+    client = registry_client(workdir)
+    best = max(client.search_model_versions(f"name = '{REGISTERED_MODEL}'"),
+               key=lambda v: float(v.tags["score"]))
+    client.set_registered_model_alias(REGISTERED_MODEL, "champion", best.version)
+    return workdir, int(best.version), best.tags["model"]

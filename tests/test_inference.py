@@ -98,6 +98,65 @@ def test_tiled_equals_untiled_within_one_grey_level(generator):
     assert _max_diff(upscale(generator, lr, tile=24, overlap=0), reference) > 5
 
 
+PEAK_RSS_CHILD = """
+import json, sys
+import numpy as np, torch
+from srgan_pipeline.inference import receptive_radius, upscale
+from srgan_pipeline.models import Generator
+
+def status(field):  # bytes; VmHWM is this process's peak (getrusage's includes the parent's)
+    line, = (l for l in open("/proc/self/status") if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+torch.set_num_threads(1)
+side, tile = int(sys.argv[1]), int(sys.argv[2])
+torch.manual_seed(0)
+generator = Generator(scale=4, channels=8, num_blocks=2).eval()
+rng = np.random.default_rng(0)
+lr = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak so far (imports) reset to the current size
+peak = lambda: status("VmHWM")
+before = status("VmRSS")
+warm = min(side, tile + 2 * receptive_radius(generator))  # one whole tile, with its context
+upscale(generator, lr[:warm, :warm], tile=tile)
+one_tile = peak()
+upscale(generator, lr, tile=tile)
+print(json.dumps({"before": before, "one_tile": one_tile, "whole": peak()}))
+"""
+
+
+def _peak_rss(side: int, *tiles: int) -> list[dict[str, int]]:
+    """Per tile size, the peak resident bytes of a fresh process (run side by side): before
+    inference, after one tile, after the whole image."""
+    import json
+    import subprocess
+    import sys
+
+    children = [subprocess.Popen([sys.executable, "-c", PEAK_RSS_CHILD, str(side), str(tile)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for tile in tiles]
+    answers = [child.communicate(timeout=600) for child in children]
+    for child, (_, stderr) in zip(children, answers, strict=True):
+        assert child.returncode == 0, stderr[-3000:]
+    return [json.loads(stdout.splitlines()[-1]) for stdout, _ in answers]
+
+
+def test_tiled_inference_memory_is_one_tile_plus_the_output():
+    """A 256 x 256 LR image in 32 px tiles (64 tiles), in a fresh process: its peak RSS stays
+    within the peak of a lone tile measured first (so the bound is this machine's own, not a
+    tuned number), plus twice that tile's working set (tiles are freed one by one, but a freed
+    block of one tile shape may not serve the next shape), plus the uint8 input and output.
+    The same image untiled needs all of its HR feature maps at once and breaks the bound."""
+    side = 256
+    tiled, untiled = _peak_rss(side, 32, 10 * side)
+    one_tile = tiled["one_tile"] - tiled["before"]
+    images = 3 * side * side * (1 + 16)  # uint8 LR in and x4 HR out
+    bound = tiled["one_tile"] + 2 * one_tile + images
+    assert tiled["whole"] <= bound, (tiled, bound)
+    assert untiled["whole"] - untiled["before"] > bound - tiled["before"], (untiled, bound)
+
+
 def test_image_smaller_than_a_tile(generator):
     lr = _lr(5, 7, seed=1)
     out = upscale(generator, lr, tile=24)

@@ -112,3 +112,53 @@ def test_bad_requests_raise_invalid_parameter(logged, rows, words):
     with pytest.raises(MlflowException, match=words) as raised:
         model.predict(pd.DataFrame({"image": rows}))
     assert raised.value.get_http_status_code() == 400
+
+
+def test_requests_beyond_the_bound_are_refused_at_once_and_errors_carry_no_trace(logged,
+                                                                                monkeypatch):
+    """The scoring server runs each request in a thread and cannot stop one after its timeout:
+    with one request held in its forward pass and one waiting for it, a third is refused with
+    503 at once; the held ones are then served. An unexpected failure is a 500 whose message
+    says what failed, without the server's stack trace."""
+    import threading
+    import time
+
+    _, _, _, model = logged
+    python_model = model.unwrap_python_model()
+    held, release, calls = threading.Event(), threading.Event(), []
+    upscale = python_model.upscale
+
+    def first_held(image):
+        calls.append(1)
+        if len(calls) == 1:
+            held.set()
+            release.wait(60)  # a deadlock breaker, not a measure
+        return upscale(image)
+
+    monkeypatch.setattr(python_model, "upscale", first_held)
+    frame = pd.DataFrame({"image": [_png((10, 6))]})
+    answers = []
+    workers = [threading.Thread(target=lambda: answers.append(model.predict(frame)))
+               for _ in range(2)]
+    workers[0].start()
+    try:
+        assert held.wait(60)
+        workers[1].start()
+        deadline = time.monotonic() + 60  # the second taking its slot: a wait, not a measure
+        while python_model.requests._value > 0:  # both slots taken: the refusal is certain
+            assert time.monotonic() < deadline, "the second request never took a slot"
+            time.sleep(0.01)
+        with pytest.raises(MlflowException, match="busy: 2 requests") as refused:
+            model.predict(frame)
+        assert refused.value.get_http_status_code() == 503
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(60)
+    assert [Image.open(io.BytesIO(a["image"][0])).size for a in answers] == [(40, 24)] * 2
+
+    monkeypatch.setattr(python_model, "upscale", lambda image: 1 / 0)
+    with pytest.raises(MlflowException, match=r"upscaling failed \(ZeroDivisionError") as failed:
+        model.predict(frame)
+    assert failed.value.get_http_status_code() == 500
+    assert "stack_trace" not in failed.value.json_kwargs

@@ -16,15 +16,18 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import free_port, start_server, stop_process_group
-from PIL import Image
+from conftest import free_port, scored_checkpoint, start_server, stop_process_group
+from PIL import Image, PngImagePlugin
+
+from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
+from srgan_pipeline.inference import upscale_image
 
 MODEL_URI = "models:/srgan_pipeline_generator@champion"
 
 
 @pytest.fixture(scope="module")
-def rest_server(tiny_quickstart, tmp_path_factory):
-    workdir, _ = tiny_quickstart
+def rest_server(served_quickstart, tmp_path_factory):
+    workdir, _, _ = served_quickstart
     port = free_port()
     log = tmp_path_factory.mktemp("rest_server") / "server.log"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI,
@@ -53,10 +56,13 @@ def _split(*images: bytes) -> bytes:
     return json.dumps({"dataframe_split": {"columns": ["image"], "data": rows}}).encode()
 
 
-def _png(size, seed=0) -> bytes:
+def _png(size, seed=0, text: str = "") -> bytes:
     array = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("comment", text, zip=True)  # a 4 KB zTXt chunk inflating to MBs
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
@@ -81,6 +87,21 @@ def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
     assert status == 200 and _decoded(answer["predictions"][0]).format == "PNG"
 
 
+def test_the_served_pixels_are_those_of_the_checkpoint_evaluation_scored(rest_server,
+                                                                          served_quickstart):
+    """@champion over REST gives, pixel for pixel, `upscale_image` of the train_gan checkpoint
+    that evaluation scored for that version (its EMA weights where kept)."""
+    url, workdir = rest_server
+    _, _, kind = served_quickstart
+    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, kind)))
+    lr = workdir / "data" / "05_model_input" / "eval" / "skimage_heldout" / "LR_x4"
+    data = (lr / "chelsea.png").read_bytes()
+    status, answer = _invoke(url, _split(data))
+    assert status == 200, answer
+    expected = upscale_image(generator, Image.open(io.BytesIO(data)))
+    assert np.array_equal(np.asarray(_decoded(answer["predictions"][0])), np.asarray(expected))
+
+
 @pytest.mark.parametrize("body, words", [
     (_split(b""), "the request holds no image"),
     (_split(b"GIF89a? no, plain text"), "not an image"),
@@ -88,12 +109,27 @@ def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
     (_split(_png((520, 520))), "520x520 = 270,400 pixels, over this server's limit of 262,144"),
     (json.dumps({"inputs": {"image": ["aGVsbG8="]}}).encode(), "look like base64 text"),
     (b"{not json", "valid JSON"),
-], ids=["empty", "not-an-image", "truncated", "over-the-limit", "inputs-form", "not-json"])
+    (_split(_png((8, 8), text="x" * 4_000_000)), "metadata is over Pillow's safety limit"),
+], ids=["empty", "not-an-image", "truncated", "over-the-limit", "inputs-form", "not-json",
+        "4-MB-text-chunk"])
 def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(rest_server, body, words):
     url, _ = rest_server
     started = time.monotonic()
     status, answer = _invoke(url, body)
     assert status == 400 and words in answer["message"], answer["message"][-500:]
+    assert "stack_trace" not in answer and "Traceback" not in answer["message"]
     assert time.monotonic() - started < 30  # refused up front, not after minutes of inference
     status, answer = _invoke(url, _split(_png((12, 10))))
     assert status == 200 and _decoded(answer["predictions"][0]).size == (48, 40)
+
+
+def test_two_parallel_requests_are_both_served(rest_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _ = rest_server
+    sizes = [(12, 10), (9, 7)]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda size: _invoke(url, _split(_png(size))), sizes))
+    for (status, answer), (width, height) in zip(answers, sizes, strict=True):
+        assert status == 200, answer
+        assert _decoded(answer["predictions"][0]).size == (4 * width, 4 * height)

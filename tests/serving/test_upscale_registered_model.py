@@ -21,11 +21,11 @@ CHAMPION = "models:/srgan_pipeline_generator@champion"
 
 
 @pytest.fixture(scope="module")
-def project(tiny_quickstart, tmp_path_factory):
-    """A copy of the tiny quickstart project: upscale runs add MLflow runs to its store, which
-    the tests that share the original count."""
+def project(served_quickstart, tmp_path_factory):
+    """A copy of the tiny quickstart project with @champion set: upscale runs add MLflow runs
+    to its store, which the tests that share the original count."""
     workdir = tmp_path_factory.mktemp("upscale_registered") / "project"
-    shutil.copytree(tiny_quickstart[0], workdir)
+    shutil.copytree(served_quickstart[0], workdir)
     return workdir
 
 

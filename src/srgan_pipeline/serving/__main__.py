@@ -6,7 +6,7 @@ import argparse
 import os
 
 from srgan_pipeline.inference import DEFAULT_TILE
-from srgan_pipeline.serving.images import DEFAULT_MAX_PIXELS
+from srgan_pipeline.serving.images import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_PIXELS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,11 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="LR pixels per image; larger uploads get a 413 naming the limit")
+    parser.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+                        help="uploads handled at once; one more gets a 503 with Retry-After")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    if args.max_pixels < 1 or args.tile < 1:
-        parser.error("--max-pixels and --tile must be >= 1")
+    if args.max_pixels < 1 or args.tile < 1 or args.max_concurrent < 1:
+        parser.error("--max-pixels, --max-concurrent and --tile must be >= 1")
 
     import uvicorn
 
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     app = create_app(args.tracking_uri, args.model_name, max_pixels=args.max_pixels,
-                     tile=args.tile, device=args.device)
+                     tile=args.tile, device=args.device, host=args.host,
+                     max_concurrent=args.max_concurrent)
     print(f"Try the upscaler at http://{args.host}:{args.port}/ "
           f"(models: {args.model_name} in {args.tracking_uri})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

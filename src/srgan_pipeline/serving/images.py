@@ -19,6 +19,9 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 # Measured table, benchmarks/upscale.py). Larger images belong to `kedro run
 # --pipelines=upscale`, which has no timeout.
 DEFAULT_MAX_PIXELS = 512 * 512
+# Requests upscaled at once by one server process: one computes while the next is read and
+# decoded; more would only wait for the cores (and hold their images in memory meanwhile).
+DEFAULT_MAX_CONCURRENT = 2
 
 
 class ImageRequestError(ValueError):
@@ -42,6 +45,11 @@ def open_request_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     except Image.DecompressionBombError as error:  # header over 2x Pillow's own limit
         raise ImageTooLargeError(f"the image is far over this server's limit of "
                                  f"{max_pixels:,} LR pixels per request: {error}") from error
+    except ValueError as error:  # Pillow's safety limits on metadata, e.g. PNG text chunks
+        raise ImageRequestError(
+            f"the image's metadata is over Pillow's safety limit ({error}): save the image "
+            f"again without its metadata (text chunks, EXIF, ICC profile) and send that"
+        ) from error
     except (UnidentifiedImageError, OSError) as error:
         detail = "" if isinstance(error, UnidentifiedImageError) else f": {error}"
         raise NotAnImageError(

@@ -19,8 +19,10 @@ it from JSON), one encoded PNG/JPEG/... per row. Answer: a column ``image`` of P
 import hashlib
 import importlib.metadata
 import io
+import logging
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE
 from mlflow.types import ColSpec, Schema
 from PIL import Image
 
@@ -37,12 +40,15 @@ from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpo
 from srgan_pipeline.devices import pick_device
 from srgan_pipeline.inference import DEFAULT_TILE, inference_model, upscale_image
 from srgan_pipeline.serving.images import (
+    DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_PIXELS,
     ImageRequestError,
     NotAnImageError,
     open_request_image,
     png_bytes,
 )
+
+logger = logging.getLogger(__name__)
 
 COLUMN = "image"
 ARTIFACT = "generator"  # artifacts key of the slim checkpoint, stored as artifacts/generator.pt
@@ -58,23 +64,50 @@ REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "pillow", "scikit-image", 
 
 
 class SuperResolutionModel(mlflow.pyfunc.PythonModel):
-    """Encoded images in, x4 PNGs out, through the pipeline's tiled inference."""
+    """Encoded images in, x4 PNGs out, through the pipeline's tiled inference.
+
+    The scoring server runs each request in a thread of its own and stops waiting after its
+    timeout without stopping the work, so requests beyond ``max_concurrent`` are refused at once
+    (503, TEMPORARILY_UNAVAILABLE) instead of piling up into timeouts; forward passes run one
+    at a time (the cores are the limit). Errors reach the client as a message, never as a
+    stack trace (that goes to the server's log).
+    """
 
     def load_context(self, context) -> None:
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.tile = int(config.get("tile", DEFAULT_TILE))
         self.device = pick_device(config.get("device", "auto"))
+        self.max_concurrent = int(config.get("max_concurrent", DEFAULT_MAX_CONCURRENT))
+        self.requests = threading.BoundedSemaphore(self.max_concurrent)
+        self.forward = threading.Lock()
         state = torch.load(context.artifacts[ARTIFACT], map_location="cpu", weights_only=True)
         self.generator = inference_model(generator_from_checkpoint(state), device=self.device)
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
+        if not self.requests.acquire(blocking=False):
+            raise MlflowException(f"busy: {self.max_concurrent} requests are being upscaled; "
+                                  f"try again in a few seconds",
+                                  error_code=TEMPORARILY_UNAVAILABLE)
+        try:
+            return self._predict(model_input)
+        finally:
+            self.requests.release()
+
+    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         try:
             images = request_images(model_input, self.max_pixels)
         except ImageRequestError as error:
             # INVALID_PARAMETER_VALUE: the scoring server answers 400 with this message as JSON
             raise MlflowException.invalid_parameter_value(str(error)) from error
-        return pd.DataFrame({COLUMN: [png_bytes(self.upscale(image)) for image in images]})
+        try:
+            with self.forward:
+                return pd.DataFrame({COLUMN: [png_bytes(self.upscale(i)) for i in images]})
+        except Exception as error:
+            logger.exception("upscaling a request failed")
+            raise MlflowException(f"upscaling failed ({type(error).__name__}: {error}); the "
+                                  f"server's log has the details", error_code=INTERNAL_ERROR
+                                  ) from error
 
     def upscale(self, image: Image.Image) -> Image.Image:
         return upscale_image(self.generator, image, tile=self.tile, device=self.device)

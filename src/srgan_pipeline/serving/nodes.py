@@ -12,6 +12,7 @@ import mlflow
 
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import GENERATOR_DATASETS, Checkpoint, generator_checkpoint
+from srgan_pipeline.evaluation import group_pairs
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.params import ServingParams, validate_serving
 from srgan_pipeline.serving.registry import register_version, set_champion
@@ -33,9 +34,13 @@ def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkp
 
 
 def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
-                        evaluation_summary: dict[str, Any], serving: dict[str, Any]
-                        ) -> dict[str, Any]:
-    """Register every scored generator and point the alias at the best: a report of both."""
+                        evaluation_summary: dict[str, Any], eval_pairs: dict[str, Any],
+                        scale: int, serving: dict[str, Any]) -> dict[str, Any]:
+    """Register every scored generator and point the alias at the best: a report of both.
+
+    Only a score on every image of the sets counts for the alias (``eval_pairs`` tells how
+    many there are): a subset evaluation records ``subset_*`` tags and leaves the alias alone.
+    """
     settings = validate_serving(serving)
     name, alias, metric = (settings.registry.model_name, settings.registry.alias,
                            settings.registry.metric)
@@ -48,25 +53,75 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
                                      else "no MLflow run is active")
         return report
     client = mlflow.MlflowClient()
-    scored = [kind for kind in GENERATOR_DATASETS
-              if all(kind in evaluation_summary[s] for s in sets)]
-    for kind in scored:
-        checkpoint = generator_checkpoint(kind, generator_pretrained, generator_gan)
-        uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
-        score = sum(evaluation_summary[s][kind][metric] for s in sets) / len(sets)
-        version = register_version(client, name, uri, {
-            "weights_sha256": digest, "model": kind, "score": f"{score:.6f}",
-            "score_rule": rule, "scored_in_run": mlflow.active_run().info.run_id})
-        report["registered"].append({"model": kind, "version": int(version.version),
-                                     "score": score, "model_uri": uri})
-    best = set_champion(client, name, alias, rule)
-    if best is not None:
-        report["champion"] = {"version": int(best.version), "model": best.tags.get("model"),
-                              "score": float(best.tags["score"]),
-                              "uri": f"models:/{name}@{alias}"}
-        logger.info("%s: %s -> version %s (%s %s = %s)", name, alias, best.version,
-                    best.tags.get("model"), rule, best.tags["score"])
+    full, scored_on = _coverage(evaluation_summary, sets, group_pairs(eval_pairs, scale))
+    bicubic = _mean(evaluation_summary, sets, "bicubic", metric)
+    for kind in [k for k in GENERATOR_DATASETS if all(k in evaluation_summary[s] for s in sets)]:
+        score = _mean(evaluation_summary, sets, kind, metric)
+        tags = _score_tags(score, bicubic, rule, scored_on, full)
+        report["registered"].append(_register(client, name, kind, tags, settings, score,
+                                              generator_checkpoint(kind, generator_pretrained,
+                                                                   generator_gan)))
+    if not full:
+        report["champion_unchanged_because"] = (f"scored on a subset ({scored_on} images): only "
+                                                f"full-set scores move @{alias}")
+        logger.warning("%s: %s, not all images: the scores are recorded as subset_score "
+                       "tags and @%s is left as it is", name, scored_on, alias)
+        return report
+    _report_champion(report, set_champion(client, name, alias, rule), bicubic)
     return report
+
+
+def _coverage(summary: dict[str, Any], sets: list[str], pairs: dict[str, dict]
+              ) -> tuple[bool, str]:
+    """Whether every model was scored on every image of ``sets``, and e.g. ``a=1/2 b=5/5``."""
+    scored = {s: min(row["images"] for row in summary[s].values()) for s in sets}
+    full = all(scored[s] == len(pairs.get(s, {})) for s in sets)
+    return full, " ".join(f"{s}={scored[s]}/{len(pairs.get(s, {}))}" for s in sets)
+
+
+def _mean(summary: dict[str, Any], sets: list[str], model: str, metric: str) -> float | None:
+    if not all(model in summary[s] for s in sets):
+        return None
+    return sum(summary[s][model][metric] for s in sets) / len(sets)
+
+
+def _score_tags(score: float, bicubic: float | None, rule: str, scored_on: str,
+                full: bool) -> dict[str, str]:
+    """The version tags of one score: ``score``/``score_rule``/``bicubic_score`` for a full-set
+    score; ``subset_*`` for a subset, so that it never overwrites a full-set score."""
+    prefix = "" if full else "subset_"
+    tags = {f"{prefix}score": f"{score:.6f}", f"{prefix}score_rule": rule,
+            f"{prefix}scored_images": scored_on,
+            f"{prefix}scored_in_run": mlflow.active_run().info.run_id}
+    if bicubic is not None:  # not scored in this run: an earlier full-set value stays
+        tags[f"{prefix}bicubic_score"] = f"{bicubic:.6f}"
+    return tags
+
+
+def _register(client: mlflow.MlflowClient, name: str, kind: str, tags: dict[str, str],
+              settings: ServingParams, score: float, checkpoint: Checkpoint) -> dict[str, Any]:
+    uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
+    version = register_version(client, name, uri, {"weights_sha256": digest, "model": kind,
+                                                   **tags})
+    return {"model": kind, "version": int(version.version), "score": score,
+            "scored_on_full_sets": "score" in tags, "model_uri": uri}
+
+
+def _report_champion(report: dict[str, Any], best, bicubic: float | None) -> None:
+    name, alias, rule = report["model_name"], report["alias"], report["score_rule"]
+    if best is None:
+        report["no_champion_because"] = (
+            f"no version scored by {rule} beats bicubic"
+            + (f" ({bicubic:.4f})" if bicubic is not None else
+               " (bicubic was not scored: add it to evaluation.models)"))
+        logger.warning("%s: @%s not set: %s", name, alias, report["no_champion_because"])
+        return
+    report["champion"] = {"version": int(best.version), "model": best.tags.get("model"),
+                          "score": float(best.tags["score"]),
+                          "bicubic_score": float(best.tags["bicubic_score"]),
+                          "uri": f"models:/{name}@{alias}"}
+    logger.info("%s: %s -> version %s (%s %s = %s, bicubic %s)", name, alias, best.version,
+                best.tags.get("model"), rule, best.tags["score"], best.tags["bicubic_score"])
 
 
 def _model_settings(settings: ServingParams) -> dict[str, Any]:

@@ -4,10 +4,14 @@ MLflow stages are deprecated (2.9): the best version carries an alias (``champio
 and ``models:/<name>@<alias>`` always means the version the alias points at now.
 
 Which version is "best": each registered version carries tags ``score`` and ``score_rule``
-(e.g. ``mean psnr_y over skimage_heldout``). The alias goes to the highest score among the
-versions scored by the same rule as this evaluation, since scores on other sets or metrics are
-not comparable. A generator is registered once (tag ``weights_sha256``); scoring it again
-updates its tags.
+(e.g. ``mean psnr_y over skimage_heldout``), written only by an evaluation of the *full* sets,
+and ``bicubic_score``, bicubic's score under the same rule in that evaluation. The alias goes to
+the highest score among the versions scored by the same rule as this evaluation (scores on
+other sets or metrics are not comparable) that beat bicubic: a generator worse than the
+interpolation it is meant to replace is never served as the best. A subset evaluation
+(``evaluation.images_per_set``) records ``subset_*`` tags only, so a screening run can neither
+overwrite a full-set score nor move the alias. A generator is registered once (tag
+``weights_sha256``); scoring it again updates its tags.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from mlflow.entities.model_registry import ModelVersion
 from srgan_pipeline.serving.model import ARTIFACT
 from srgan_pipeline.serving.params import is_model_uri
 
-__all__ = ["describe_versions", "is_model_uri", "load_model_checkpoint", "register_version",
-           "set_champion"]
+__all__ = ["beats_bicubic", "describe_versions", "is_model_uri", "load_model_checkpoint",
+           "register_version", "set_champion"]
+
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
                      tags: dict[str, str]) -> ModelVersion:
@@ -42,14 +47,40 @@ def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
 
 def set_champion(client: mlflow.MlflowClient, name: str, alias: str,
                  score_rule: str) -> ModelVersion | None:
-    """Point ``alias`` at the best-scoring version under ``score_rule`` (newest on ties)."""
-    scored = [v for v in client.search_model_versions(f"name = '{name}'")
-              if v.tags.get("score_rule") == score_rule and "score" in v.tags]
-    if not scored:
+    """Point ``alias`` at the best-scoring version under ``score_rule`` that beats bicubic
+    (newest on ties); None when no version qualifies.
+
+    With none qualifying, an alias left on a version this rule now finds below bicubic is
+    removed (it would keep serving it); an alias on a version of another rule is left alone.
+    """
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:  # nothing registered yet (e.g. bicubic scored alone): no model, no alias
         return None
-    best = max(scored, key=lambda v: (float(v.tags["score"]), int(v.version)))
+    fit = [v for v in versions if v.tags.get("score_rule") == score_rule and beats_bicubic(v)]
+    if not fit:
+        _drop_unfit_alias(client, name, alias, score_rule)
+        return None
+    best = max(fit, key=lambda v: (float(v.tags["score"]), int(v.version)))
     client.set_registered_model_alias(name, alias, best.version)
     return best
+
+
+def beats_bicubic(version: ModelVersion) -> bool:
+    """Whether the version's full-set score is above bicubic's under the same rule (a version
+    without ``bicubic_score``, e.g. scored without bicubic, cannot show that it is)."""
+    try:
+        return float(version.tags["score"]) > float(version.tags["bicubic_score"])
+    except (KeyError, ValueError):
+        return False
+
+
+def _drop_unfit_alias(client: mlflow.MlflowClient, name: str, alias: str, score_rule: str):
+    holder = client.get_registered_model(name).aliases.get(alias)
+    if holder is None:
+        return
+    version = client.get_model_version(name, holder)
+    if version.tags.get("score_rule") == score_rule and not beats_bicubic(version):
+        client.delete_registered_model_alias(name, alias)
 
 
 def load_model_checkpoint(model_uri: str) -> dict[str, Any]:

@@ -6,7 +6,15 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from conftest import copy_project, kedro_project, kedro_run, new_version, versions, write_image
+from conftest import (
+    copy_project,
+    kedro_project,
+    kedro_run,
+    kedro_run_fails,
+    new_version,
+    versions,
+    write_image,
+)
 from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
@@ -131,3 +139,15 @@ def test_an_eval_set_added_with_params_is_scored_with_srresnet(quickstart, tmp_p
     assert sorted(summary["mine"]) == ["bicubic", "srresnet"]
     assert summary["mine"]["srresnet"]["images"] == 3  # a, b, c; broken and tiny skipped
     assert "| mine | srresnet |" in stdout and "| mine | bicubic |" in stdout
+
+
+def test_a_scale_other_than_the_checkpoints_is_refused_before_scoring(quickstart, tmp_path):
+    """`scale=2` with x4 checkpoints: refused up front, naming both scales, nothing scored
+    (no bicubic row first) and no evaluation output written."""
+    workdir = copy_project(quickstart[0], tmp_path / "project")
+    reporting = workdir / "data" / "08_reporting" / "evaluation_summary.json"
+    before = versions(reporting)
+    output = kedro_run_fails(workdir, "--pipelines=evaluation", "--params=scale=2")
+    assert "scale=2 (params:scale) but the srresnet checkpoint upscales x4" in output
+    assert "the srgan checkpoint upscales x4" in output and "--params=scale=4" in output
+    assert "Scored" not in output and versions(reporting) == before

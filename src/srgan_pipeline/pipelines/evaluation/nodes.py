@@ -52,6 +52,7 @@ def evaluate_models(
             generator_checkpoint(model, generator_pretrained, generator_gan)())
         for model in models if model != "bicubic"
     }
+    _refuse_other_scales(generators, scale)  # before anything is scored or written
     precision = resolve_precision(settings.precision, device, "evaluation.precision")
     tile = getattr(settings.tile, precision)
     upscalers, ran_in = model_upscalers(models, generators, scale, tile, device, precision,
@@ -105,6 +106,15 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
                    for row in summary[summary.set == s].itertuples()}
                for s in summary.set.unique()}
     return as_json, markdown
+
+
+def _refuse_other_scales(generators: dict[str, Any], scale: int) -> None:
+    other = {model: g.scale for model, g in generators.items() if g.scale != scale}
+    if other:
+        found = ", ".join(f"the {model} checkpoint upscales x{s}" for model, s in other.items())
+        raise ValueError(f"scale={scale} (params:scale) but {found}: evaluate with "
+                         f"--params=scale={next(iter(other.values()))}, or train generators "
+                         f"for x{scale} (and run data_prep with scale={scale})")
 
 
 def _figure_images(figures: FiguresParams, eval_set: str, names: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 register_generators,
                 inputs=["generator_pretrained", "generator_gan", "evaluation_summary",
-                        "params:serving"],
+                        "eval_pairs", "params:scale", "params:serving"],
                 outputs="model_registry_report",
                 name="register_generators",
             ),
