@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -56,9 +57,26 @@ class ValidateParametersHook:
                 validate_params(block, value(f"params:{block}"), scale=scale)
             except ParameterError as error:
                 errors.append(str(error))
+        if not errors and "upscaled_images" in pipeline.all_outputs():
+            errors += _upscale_folders_overlap(value("params:upscale"), catalog["upscaled_images"])
         if errors:
             raise ParameterError("Invalid parameters (nothing was run):\n" + "\n".join(errors))
         logger.info("Parameters valid: %s", ", ".join(blocks))
+
+
+def _upscale_folders_overlap(upscale: dict[str, Any], output_dataset: Any) -> list[str]:
+    """``upscale.input_dir`` equal to, inside or holding the output folder, as an error.
+
+    Outputs keep the inputs' names, so they would overwrite the inputs (``photo.png``), or be
+    read as inputs by the next run. Relative paths are resolved as the node resolves them.
+    """
+    inputs = Path(upscale["input_dir"]).resolve()
+    output = Path(output_dataset._path).resolve()  # PartitionedDataset has no public path
+    if inputs == output or inputs in output.parents or output in inputs.parents:
+        return [f"upscale.input_dir: folder {inputs} overlaps the output folder {output} "
+                "(upscaled_images in the catalog): outputs would overwrite the inputs. Put the "
+                "images to upscale in another folder"]
+    return []
 
 
 class RunIsolationHooks:

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from conftest import (
     copy_project,
     kedro_project,
@@ -17,6 +18,7 @@ from conftest import (
 from kedro.framework.session import KedroSession
 from PIL import Image
 
+from srgan_pipeline.sources import NOT_AN_IMAGE
 from srgan_pipeline.training_store import TrainingStore
 
 
@@ -173,3 +175,37 @@ def test_kedro_run_writes_a_store_that_opens_and_trains(tiny_quickstart):
     report_file, = (workdir / "data" / "08_reporting" / "data_prep_report.json").glob("*/*")
     assert json.loads(report_file.read_text())["train"]["skimage_photos"]["tiles"] == len(store)
     assert list((workdir / "data" / "06_models" / "generator_gan.pt").glob("*/*.pt"))
+
+
+def test_every_file_of_a_source_is_kept_or_reported_through_kedro_run(tmp_path, monkeypatch):
+    """Files of types data_prep does not read, a 249-byte name (Linux allows 255) and ``x.jpg``
+    beside a folder ``x.png/`` are kept or skipped with the reason, never the end of the run.
+    The project and the source folder have a space, a comma and non-ASCII letters; --params
+    splits at commas, so the source comes in a --config file, as README says."""
+    workdir = kedro_project(tmp_path / "projet été, v2", monkeypatch)
+    source = tmp_path / "mes photos, 2024 ☀"
+    long_name = "é" * 122 + "x.png"  # 249 bytes, cut mid-character by the temporary name
+    for seed, name in enumerate(["a.png", long_name, "x.jpg", "x.png/inner.png"]):
+        write_image(source / name, (100, 100), seed=seed)
+    write_image(source / "holiday.gif", (100, 100))  # an image of a type data_prep does not read
+    (source / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (source / "notes.txt").write_text("not an image")
+    config = tmp_path / "run.yml"
+    params = {"data_prep": {"train_sources": {"skimage_photos": {"enabled": False},
+                                              "mine": {"path": str(source)}}}}
+    config.write_text(yaml.safe_dump({"run": {"pipeline": "data_prep", "params": params}},
+                                     allow_unicode=True))
+
+    kedro_run(workdir, f"--config={config}")
+
+    entry = _report(workdir)["train"]["mine"]
+    skipped = {s["file"]: s["reason"] for s in entry["skipped"]}
+    assert sorted(skipped) == sorted(str(source / name) for name in (
+        "holiday.gif", "IMG_0001.HEIC", "notes.txt", "x.jpg"))
+    assert skipped[str(source / "notes.txt")] == NOT_AN_IMAGE
+    assert "folder of other images" in skipped[str(source / "x.jpg")]
+    assert (entry["found"], entry["kept"]) == (7, 3)
+    hr = workdir / "data" / "02_intermediate" / "train_hr" / "mine"
+    written = sorted(p.relative_to(hr).as_posix() for p in hr.rglob("*"))
+    assert written == sorted(["a.png", long_name, "x.png", "x.png/inner.png"])
+    assert len(TrainingStore(workdir / "data" / "03_primary" / "train_store").images) == 3
