@@ -6,7 +6,14 @@ import shutil
 
 import pytest
 import yaml
-from conftest import kedro, kedro_project, kedro_run, offline_env, write_image
+from conftest import (
+    kedro,
+    kedro_project,
+    kedro_run,
+    kedro_run_fails,
+    offline_env,
+    write_image,
+)
 from PIL import Image
 
 from srgan_pipeline.sources import NOT_AN_IMAGE
@@ -109,3 +116,21 @@ def test_runtime_openvino_without_the_package_names_the_extra(tmp_path, monkeypa
     assert ('upscale.runtime=openvino needs the OpenVINO package, which is not installed: '
             'pip install -e ".[openvino]"') in output
     assert not (workdir / "data" / "07_model_output").exists()
+
+
+@pytest.mark.parametrize("input_dir", ["data/07_model_output/upscaled", "data/07_model_output"])
+def test_input_folder_overlapping_the_output_folder_is_refused(tiny_quickstart, tmp_path,
+                                                              monkeypatch, input_dir):
+    """Equal to or holding the output folder: outputs keep the inputs' names, so they would
+    overwrite them (rc 0 before) or be upscaled again next time. Refused before work."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    shutil.copytree(tiny_quickstart[0] / "data" / "06_models", workdir / "data" / "06_models")
+    photo = workdir / input_dir / "photo.png"
+    write_image(photo, (8, 6))
+    before = photo.read_bytes()
+    output = kedro_run_fails(workdir, "--pipeline=upscale",
+                             f"--params=upscale.input_dir={input_dir}")
+    assert "Invalid parameters (nothing was run)" in output
+    assert "upscale.input_dir: folder" in output and "overlaps the output folder" in output
+    assert photo.read_bytes() == before
+    assert sorted(p.name for p in (workdir / "data").rglob("*.png")) == ["photo.png"]
