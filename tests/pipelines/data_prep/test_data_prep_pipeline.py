@@ -209,3 +209,15 @@ def test_every_file_of_a_source_is_kept_or_reported_through_kedro_run(tmp_path, 
     written = sorted(p.relative_to(hr).as_posix() for p in hr.rglob("*"))
     assert written == sorted(["a.png", long_name, "x.png", "x.png/inner.png"])
     assert len(TrainingStore(workdir / "data" / "03_primary" / "train_store").images) == 3
+
+
+def test_the_quickstart_bicubic_row_is_the_published_figure(tiny_quickstart):
+    """README's "Bicubic is 30.73 dB": the bicubic Y-PSNR row of the quickstart's evaluation,
+    which follows from data_prep's pairs alone (mod-crop, MATLAB-exact LR) and the metric. The
+    figure is published to two decimals, so it must round to them: within half the last digit.
+    """
+    workdir, _ = tiny_quickstart
+    path, = (workdir / "data" / "08_reporting" / "evaluation_summary.json").glob("*/*")
+    bicubic = json.loads(path.read_text())["skimage_heldout"]["bicubic"]
+    assert bicubic["images"] == 2
+    assert bicubic["psnr_y"] == pytest.approx(30.73, abs=0.005)
