@@ -15,6 +15,7 @@ from conftest import (
     write_image,
     zip_bytes,
 )
+from filelock import FileLock
 from kedro.framework.session import KedroSession
 from PIL import Image
 
@@ -221,3 +222,19 @@ def test_the_quickstart_bicubic_row_is_the_published_figure(tiny_quickstart):
     bicubic = json.loads(path.read_text())["skimage_heldout"]["bicubic"]
     assert bicubic["images"] == 2
     assert bicubic["psnr_y"] == pytest.approx(30.73, abs=0.005)
+
+
+def test_a_second_data_prep_at_once_is_refused_before_writing(quickstart_run, tmp_path,
+                                                              monkeypatch):
+    """Two at once deleted each other's temporary store. The test holds the lock a running
+    data_prep holds (certain, not timing-dependent): the second run stops, writing nothing."""
+    lock = FileLock(quickstart_run / "data" / "03_primary" / "train_store.lock")
+    lock.acquire(timeout=0)  # free again after the fixture's run (released at its end)
+    lock.release()
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    with FileLock(workdir / "data" / "03_primary" / "train_store.lock", timeout=0):
+        output = kedro_run_fails(workdir, "--pipeline=data_prep")
+    assert "another data_prep run is writing this project's data now" in output
+    assert "train_store.lock" in output and "wait for it to finish" in output
+    assert sorted(p.name for p in (workdir / "data").rglob("*")) == ["03_primary",
+                                                                       "train_store.lock"]
