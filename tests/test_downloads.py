@@ -143,6 +143,41 @@ def test_interrupted_download_resumes_or_restarts(server, tmp_path, ignore_range
     assert server.requests[-1] == ("/big.tar", f"bytes={n}-")
 
 
+def test_a_file_changed_between_cut_and_resume_is_fetched_anew_not_spliced(server, tmp_path):
+    """No published digest: the first download's is recorded as the one to trust, so a
+    splice (old bytes up to the cut, new ones after) must never be what is recorded."""
+    server.files["/a.bin"] = os.urandom(50_000)
+    dest = tmp_path / "a.bin"
+    server.drop_after = 20_000
+    with pytest.raises(DownloadError, match="run again to resume"):
+        download(f"{server.url}/a.bin", dest, timeout=5, progress=False, chunk_size=4096)
+    n = Path(f"{dest}.part").stat().st_size
+    assert 0 < n < 50_000
+
+    server.files["/a.bin"] = new = os.urandom(50_000)  # a new version, same size, same URL
+    server.drop_after = None
+    download(f"{server.url}/a.bin", dest, progress=False, chunk_size=4096)
+    assert dest.read_bytes() == new
+    assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(new)
+    assert server.requests[-1] == ("/a.bin", f"bytes={n}-")  # it asked to resume...
+    assert server.if_ranges[-1] not in (None, server.if_ranges[0])  # ...of the old version
+    assert _leftovers(dest) == ["a.bin.sha256", "a.bin.verified.json"]
+
+
+def test_a_part_of_unknown_version_is_resumed_only_when_a_digest_checks_it(server, tmp_path):
+    """A .part without the server's validator (placed by hand, or a server without ETag and
+    Last-Modified): nothing could tell a splice, so without a published digest it starts over."""
+    server.files["/a.bin"] = data = os.urandom(1000)
+    dest = tmp_path / "a.bin"
+    Path(f"{dest}.part").write_bytes(os.urandom(400))
+    download(f"{server.url}/a.bin", dest, progress=False)
+    assert dest.read_bytes() == data and server.requests == [("/a.bin", None)]
+    dest.unlink()
+    Path(f"{dest}.part").write_bytes(data[:400])
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.read_bytes() == data and server.requests[-1] == ("/a.bin", "bytes=400-")
+
+
 def test_stalled_download_times_out_and_resumes(server, tmp_path):
     server.files["/a.bin"] = data = os.urandom(30_000)
     dest = tmp_path / "a.bin"
