@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from srgan_pipeline.archives import check_archive, extract
+from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits, check_archive, extract
 from srgan_pipeline.downloads import download
 from srgan_pipeline.params import ParameterError, Sources, validate_params
 
@@ -132,8 +132,12 @@ def archive_path(spec: SourceSpec, raw_dir: Path) -> Path:
     return Path(raw_dir) / "downloads" / spec.name / name
 
 
-def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
-    """Make the source's images available on disk and return the folder holding them."""
+def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True,
+            limits: ArchiveLimits = DEFAULT_LIMITS) -> Path:
+    """Make the source's images available on disk and return the folder holding them.
+
+    ``limits`` bound what a ``url`` source's archive may extract to.
+    """
     if spec.kind == "local":
         folder = Path(spec.path).expanduser()
         if not folder.is_dir():
@@ -152,7 +156,7 @@ def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
         download(spec.url, archive, size=spec.size, sha256=spec.sha256, md5=spec.md5,
                  progress=progress, verify=check_archive)
         _record_url(spec, archive)
-        folder = extract(archive, Path(raw_dir) / "extracted" / spec.name)
+        folder = extract(archive, Path(raw_dir) / "extracted" / spec.name, limits)
     else:
         folder = Path(raw_dir) / "builtin" / spec.name
         _copy_builtin_photos(spec.builtin, folder)

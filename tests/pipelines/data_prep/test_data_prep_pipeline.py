@@ -238,3 +238,17 @@ def test_a_second_data_prep_at_once_is_refused_before_writing(quickstart_run, tm
     assert "train_store.lock" in output and "wait for it to finish" in output
     assert sorted(p.name for p in (workdir / "data").rglob("*")) == ["03_primary",
                                                                        "train_store.lock"]
+
+
+def test_an_archive_bomb_is_refused_before_extraction_through_kedro_run(tmp_path, monkeypatch,
+                                                                       server):
+    """A 4 kB download that would extract to 4 MB (1000x; data_prep.archive_limits.max_ratio
+    is 100): the run stops naming the setting, and nothing is extracted."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    server.files["/bomb.tar.gz"] = tar_bytes({"HR/zeros.png": bytes(4_000_000)}, "w:gz")
+    output = kedro_run_fails(workdir, "--pipeline=data_prep",
+                             f"--params={OFF},data_prep.eval_sets.bomb.url={server.url}/bomb.tar.gz")
+    assert "Refusing to extract" in output and "bomb.tar.gz" in output
+    assert "data_prep.archive_limits.max_ratio=100" in output and "raise the limit" in output
+    assert not (workdir / "data" / "01_raw" / "extracted").exists() or not any(
+        (workdir / "data" / "01_raw" / "extracted").iterdir())

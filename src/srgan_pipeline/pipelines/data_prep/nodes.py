@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits
 from srgan_pipeline.datasets.parallel_partitioned_dataset import ParallelPartitions
 from srgan_pipeline.imaging import UnreadableImageError, imresize, load_rgb, mod_crop
 from srgan_pipeline.parallel import ordered_map, resolve_workers
@@ -41,14 +42,18 @@ def acquire_sources(
     eval_sets: dict[str, Any] | None,
     raw_dir: str,
     show_progress: bool,
+    archive_limits: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fetch every enabled source and list its images.
 
     Both groups are validated before anything is downloaded, so a missing setting on the last
-    source is reported before a multi-GB download of the first one starts.
+    source is reported before a multi-GB download of the first one starts. An archive over
+    ``archive_limits`` (default: ``archives.DEFAULT_LIMITS``) is refused before extraction.
     """
     raw_dir = validate_params("data_prep.raw_dir", raw_dir)
     show_progress = validate_params("data_prep.show_progress", show_progress)
+    limits = DEFAULT_LIMITS if archive_limits is None else ArchiveLimits(
+        **validate_params("data_prep.archive_limits", archive_limits).model_dump())
     groups = {
         "train": parse_sources(train_sources, "data_prep.train_sources"),
         "eval": parse_sources(eval_sets, "data_prep.eval_sets"),
@@ -62,7 +67,7 @@ def acquire_sources(
     manifests: dict[str, dict[str, Any]] = {"train": {}, "eval": {}}
     for group, specs in groups.items():
         for spec in specs:
-            folder = acquire(spec, Path(raw_dir), progress=show_progress)
+            folder = acquire(spec, Path(raw_dir), progress=show_progress, limits=limits)
             images, others = scan_folder(folder, spec.param)
             logger.info("Source %s (%s): %d images in %s", spec.name, spec.kind, len(images),
                         folder)
