@@ -123,6 +123,19 @@ class DataPrepLockHook:
             self._lock = None
 
 
+class MlflowSetupLockHook:
+    """kedro-mlflow creates the tracking store and experiment as the context is created; in a
+    fresh project that runs MLflow's database migrations, and two runs starting at once raced
+    (``table _alembic_tmp_experiments already exists``). A wrapper around every
+    ``after_context_created`` serialises that step on ``<project>/mlflow.db.lock``: a second
+    run waits for the first one's setup (seconds), then finds the tables made."""
+
+    @hook_impl(hookwrapper=True)
+    def after_context_created(self, context):
+        with FileLock(Path(context.project_path) / "mlflow.db.lock"):
+            yield
+
+
 class RunIsolationHooks:
     """Keeps runs in one project apart: each reads back its own outputs, owns its MLflow run.
 

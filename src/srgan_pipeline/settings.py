@@ -11,6 +11,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from srgan_pipeline.hooks import (  # noqa: E402
     DataPrepLockHook,
+    MlflowSetupLockHook,
     RunIsolationHooks,
     ValidateParametersHook,
 )
@@ -23,4 +24,4 @@ CONFIG_LOADER_ARGS = {
 # Every parameter block a run reads is checked before its first node (params.py); each run
 # reads back its own outputs and owns its MLflow run (hooks.py).
 # DataPrepLockHook first: among tryfirst hooks pluggy calls it after ValidateParametersHook.
-HOOKS = (DataPrepLockHook(), ValidateParametersHook(), RunIsolationHooks())
+HOOKS = (DataPrepLockHook(), ValidateParametersHook(), RunIsolationHooks(), MlflowSetupLockHook())

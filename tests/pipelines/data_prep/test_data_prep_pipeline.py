@@ -2,11 +2,17 @@
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from conftest import (
+    QUIET_ENV,
     copy_project,
     kedro_project,
     kedro_run,
@@ -252,3 +258,39 @@ def test_an_archive_bomb_is_refused_before_extraction_through_kedro_run(tmp_path
     assert "data_prep.archive_limits.max_ratio=100" in output and "raise the limit" in output
     assert not (workdir / "data" / "01_raw" / "extracted").exists() or not any(
         (workdir / "data" / "01_raw" / "extracted").iterdir())
+
+
+def _opened_by(pid: int, path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except OSError:  # a descriptor closed while listing
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc (Linux)")
+def test_mlflow_setup_of_a_fresh_project_waits_for_another_run(tmp_path, monkeypatch):
+    """Two runs starting at once in a fresh project raced in MLflow's database migrations.
+    The test holds the lock a starting run holds: a run waits on it (seen from the open lock
+    file in /proc, not from timing) without touching mlflow.db, then sets it up."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    lock = workdir / "mlflow.db.lock"
+    with FileLock(lock, timeout=0):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "kedro", "run", "--env=quickstart", "--pipeline=data_prep",
+             "--params=data_prep.min_sise=1"],  # stops after the setup: invalid parameters
+            cwd=workdir, env={**os.environ, **QUIET_ENV}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 600  # a hung child fails the test, never hangs it
+        try:
+            while not _opened_by(child.pid, lock):
+                assert child.poll() is None, child.communicate()[0][-4000:]
+                assert time.monotonic() < deadline, "the run never reached its MLflow setup"
+                time.sleep(0.1)
+            assert not (workdir / "mlflow.db").exists()
+        except BaseException:
+            child.kill()
+            raise
+    output = child.communicate(timeout=600)[0]
+    assert "data_prep.min_sise: unknown key" in output
+    assert (workdir / "mlflow.db").is_file()
