@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import os
@@ -313,8 +314,11 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404, "Not Found")
             return
+        etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'  # strong: changes with the bytes
+        srv.if_ranges.append(self.headers.get("If-Range"))
         start, rng = 0, self.headers.get("Range")
-        if rng and not srv.ignore_range:
+        if_range = self.headers.get("If-Range")  # RFC 9110: a changed file is sent whole (200)
+        if rng and not srv.ignore_range and if_range in (None, etag):
             start = int(rng.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
                 self.send_response(416)
@@ -327,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        self.send_header("ETag", etag)
         if srv.send_length:  # off: the end of the body is wherever the connection closes
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -345,10 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    """A real HTTP server on 127.0.0.1 (Range support, switches to drop or stall a transfer)."""
+    """A real HTTP server on 127.0.0.1 (Range and If-Range support with a strong ETag, switches
+    to drop or stall a transfer)."""
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
-    srv.files, srv.requests, srv.ignore_range = {}, [], False
+    srv.files, srv.requests, srv.ignore_range, srv.if_ranges = {}, [], False, []
     srv.drop_after = srv.stall_after = None
     srv.send_length = True
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,41 @@ def test_interrupted_download_resumes_or_restarts(server, tmp_path, ignore_range
     assert server.requests[-1] == ("/big.tar", f"bytes={n}-")
 
 
+def test_a_file_changed_between_cut_and_resume_is_fetched_anew_not_spliced(server, tmp_path):
+    """No published digest: the first download's is recorded as the one to trust, so a
+    splice (old bytes up to the cut, new ones after) must never be what is recorded."""
+    server.files["/a.bin"] = os.urandom(50_000)
+    dest = tmp_path / "a.bin"
+    server.drop_after = 20_000
+    with pytest.raises(DownloadError, match="run again to resume"):
+        download(f"{server.url}/a.bin", dest, timeout=5, progress=False, chunk_size=4096)
+    n = Path(f"{dest}.part").stat().st_size
+    assert 0 < n < 50_000
+
+    server.files["/a.bin"] = new = os.urandom(50_000)  # a new version, same size, same URL
+    server.drop_after = None
+    download(f"{server.url}/a.bin", dest, progress=False, chunk_size=4096)
+    assert dest.read_bytes() == new
+    assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(new)
+    assert server.requests[-1] == ("/a.bin", f"bytes={n}-")  # it asked to resume...
+    assert server.if_ranges[-1] not in (None, server.if_ranges[0])  # ...of the old version
+    assert _leftovers(dest) == ["a.bin.sha256", "a.bin.verified.json"]
+
+
+def test_a_part_of_unknown_version_is_resumed_only_when_a_digest_checks_it(server, tmp_path):
+    """A .part without the server's validator (placed by hand, or a server without ETag and
+    Last-Modified): nothing could tell a splice, so without a published digest it starts over."""
+    server.files["/a.bin"] = data = os.urandom(1000)
+    dest = tmp_path / "a.bin"
+    Path(f"{dest}.part").write_bytes(os.urandom(400))
+    download(f"{server.url}/a.bin", dest, progress=False)
+    assert dest.read_bytes() == data and server.requests == [("/a.bin", None)]
+    dest.unlink()
+    Path(f"{dest}.part").write_bytes(data[:400])
+    download(f"{server.url}/a.bin", dest, sha256=_sha(data), progress=False)
+    assert dest.read_bytes() == data and server.requests[-1] == ("/a.bin", "bytes=400-")
+
+
 def test_stalled_download_times_out_and_resumes(server, tmp_path):
     server.files["/a.bin"] = data = os.urandom(30_000)
     dest = tmp_path / "a.bin"
@@ -243,6 +279,57 @@ def test_corrupt_archive(tmp_path, name, data):
         extract(archive, out)
     assert str(archive) in str(exc.value) and "delete it" in str(exc.value)
     assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+BOMB = tar_bytes({"HR/zeros.png": bytes(4_000_000)}, "w:gz")  # about 4 kB: 1000x
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "limits", "message"),
+    [
+        ("bomb.tar.gz", BOMB, {}, "more than 100.0 times its"),
+        ("bomb.zip", None, {}, "more than 100.0 times its"),  # deflated, built below
+        ("many.tar", tar_bytes({f"{i}.png": b"" for i in range(11)}), {"max_members": 10},
+         "more than 10 members"),
+        ("big.tar", tar_bytes(_images(3, 1000)), {"max_bytes": 2500},
+         "more than 2500 bytes"),
+    ],
+)
+def test_archives_over_a_limit_are_refused_before_extraction(tmp_path, name, data, limits,
+                                                             message):
+    archive = tmp_path / name
+    if data is None:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("HR/zeros.png", bytes(4_000_000))
+    else:
+        archive.write_bytes(data)
+    setting = next(iter(limits), "max_ratio")
+    with pytest.raises(archives.ArchiveLimitError, match=message) as exc:
+        extract(archive, tmp_path / "out", archives.ArchiveLimits(**limits))
+    assert f"data_prep.archive_limits.{setting}=" in str(exc.value)
+    assert "nothing was extracted" in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no out/, no out.partial/
+
+
+def test_archives_at_the_limits_extract(tmp_path):
+    archive = tmp_path / "set.tar"
+    archive.write_bytes(tar_bytes(_images(3, 1000)))
+    total = 3 * (len(PNG_MAGIC) + 1000)
+    limits = archives.ArchiveLimits(max_members=3, max_bytes=total,
+                                    max_ratio=total / archive.stat().st_size)
+    out = extract(archive, tmp_path / "out", limits)
+    assert sorted(p.name for p in (out / "HR").iterdir()) == ["0001.png", "0002.png", "0003.png"]
+
+
+def test_a_limit_stops_the_scan_at_the_first_member_over_it(tmp_path):
+    """A tar of 100,000 members took 83 s to extract: the scan must not read them all."""
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(b"x")
+    read = []
+    members = ((read.append(i) or f"{i}", 0) for i in range(100_000))
+    with pytest.raises(archives.ArchiveLimitError):
+        archives._check_limits(archive, members, archives.ArchiveLimits(max_members=10))
+    assert len(read) == 11
 
 
 def test_extract_replaces_stale_partial_and_refuses_foreign_dir(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from pathlib import Path
@@ -163,6 +164,35 @@ def test_imresize_upscale_x4_is_smooth_and_in_range():
     assert 0 < out[0, 8, 0] < 255
 
 
+# An LR pixel x (1-based) of MATLAB's x4 shrink is centred on HR u = 4x - 1.5, and its cubic
+# kernel, stretched 4x for antialiasing, is nonzero for |u - j| < 8 HR px: HR rows/columns
+# 4x-9 .. 4x+6. Inside a crop of n LR px, 1 <= 4x-9 and 4x+6 <= 4n hold for 3 <= x <= n-2, so
+# all but 2 LR px at each side see only HR pixels of the crop and equal the whole image's LR
+# (per axis; MATLAB's rounding after the first pass is per pixel and changes nothing). A side
+# flush with the image border sees the same replicated border as the whole image: no margin.
+MATLAB_MARGIN_LR = 2
+MATLAB_X4 = Path(__file__).resolve().parent / "fixtures" / "matlab_imresize_x4"
+
+
+def test_imresize_equals_matlab_on_committed_urban100_crops():
+    """Real MATLAB output (tests/fixtures/matlab_imresize_x4/README.md), no ../shared needed."""
+    crops = json.loads((MATLAB_X4 / "crops.json").read_text())["crops"]
+    compared = 0
+    for crop in crops:
+        hr = load_rgb(MATLAB_X4 / crop["hr"])
+        lr = load_rgb(MATLAB_X4 / crop["lr"])
+        ours = imresize(hr, 1 / 4)
+        assert ours.shape == lr.shape, crop["hr"]
+        (height, width), top, left = crop["hr_size"], crop["top"], crop["left"]
+        m = MATLAB_MARGIN_LR
+        rows = slice(0 if top == 0 else m, None if top + hr.shape[0] == height else -m)
+        columns = slice(0 if left == 0 else m, None if left + hr.shape[1] == width else -m)
+        np.testing.assert_array_equal(ours[rows, columns], lr[rows, columns], err_msg=crop["hr"])
+        compared += ours[rows, columns].size
+    # the interior window and both flush corners: 8x8 + 10x10 + 10x10 px, 3 channels
+    assert compared == 3 * (64 + 100 + 100)
+
+
 @pytest.mark.shared
 @pytest.mark.skipif(
     not (URBAN100 / "HR").is_dir(),
@@ -188,8 +218,8 @@ def test_imresize_reproduces_matlab_urban100_lr_x4():
     )
     assert mad < 0.5
     # Stricter: the mirrored-boundary and round-once variants pass the MAD bar (0.011, 0.116)
-    # but miss by up to 10-12 levels at the borders; allow only float summation-order ties.
-    assert max_diff <= 1
+    # but miss by up to 10-12 levels at the borders. README promises pixel for pixel: 0.
+    assert max_diff == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from srgan_pipeline.sources import (
     check_distinct_names,
     list_images,
     parse_sources,
+    scan_folder,
 )
 
 
@@ -73,6 +74,8 @@ def test_local_source_lists_images_recursively_and_ignores_hidden_files(tmp_path
     folder = acquire(parse_one({"path": str(tmp_path)}), tmp_path / "raw")
     assert folder == tmp_path
     assert list_images(folder, "p") == ["b.png", "sub/a.jpg"]
+    # visible files of other types are returned apart, for the caller to report as skipped
+    assert scan_folder(folder, "p") == (["b.png", "sub/a.jpg"], ["notes.txt"])
 
 
 def test_missing_local_folder_and_empty_folder_are_clear_errors(tmp_path):

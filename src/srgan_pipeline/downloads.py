@@ -8,6 +8,8 @@ that tell the user how to supply the file by hand on an offline machine.
 Files kept next to a download ``dest``:
 
 * ``<dest>.part`` -- the download in progress; the next call resumes it (``Range``).
+* ``<dest>.part.validator`` -- the server's ETag or Last-Modified for that ``.part``, sent
+  back as ``If-Range`` on resume so that a file changed meanwhile is fetched anew.
 * ``<dest>.verified.json`` -- size, mtime_ns and digests of the verified ``dest``, so a
   re-run does not re-hash a multi-GB archive while the file is unchanged.
 * ``<dest>.sha256`` -- only when no ``sha256`` is passed: the digest of the first download,
@@ -72,11 +74,14 @@ def _range_total(headers) -> int | None:
 
 
 def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool, chunk_size: int,
-           md5: bool) -> tuple[int | None, dict]:
-    """Download (or resume) ``url`` into ``part``; return (server's total size, hashers)."""
+           md5: bool, checked: bool) -> tuple[int | None, dict]:
+    """Download (or resume) ``url`` into ``part``; return (server's total size, hashers).
+
+    ``checked``: a published digest will check the result (see ``_resume_headers``).
+    """
     for _ in range(3):
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+        headers = {"User-Agent": USER_AGENT, **_resume_headers(part, checked)}
+        offset = part.stat().st_size if "Range" in headers else 0
         try:
             resp = urlopen(Request(url, headers=headers), timeout=timeout)
         except HTTPError as e:
@@ -84,7 +89,7 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool, chu
             if e.code == 416 and offset:  # nothing left to fetch: complete, or a stale .part
                 if _range_total(e.headers) == offset:
                     return offset, _hashers(md5, part, chunk_size)
-                part.unlink()
+                _discard(part)
                 continue
             raise _error(url, dest, f"HTTP {e.code} {e.reason}") from e
         except ValueError as e:
@@ -98,11 +103,12 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool, chu
             if resp.status == 206:
                 m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
                 if not m or int(m.group(1)) != offset:
-                    part.unlink()  # the server answered another range: start over
+                    _discard(part)  # the server answered another range: start over
                     continue
                 total = _range_total(resp.headers) or (total and offset + total)
-            else:  # 200: the server ignored Range (or there was no .part): start from zero
+            else:  # 200: the server ignored Range, the file changed (If-Range), or no .part
                 offset = 0
+                _remember_validator(part, resp.headers)
             hashers = _hashers(md5, part if offset else None, chunk_size)
             with open(part, "ab" if offset else "wb") as f, tqdm(
                     total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True,
@@ -118,6 +124,49 @@ def _fetch(url: str, dest: Path, part: Path, timeout: float, progress: bool, chu
                                  f"({e!r}); run again to resume from {part}") from e
             return total, hashers
     raise _error(url, dest, f"the server kept rejecting resume requests; delete {part}")
+
+
+def _validator_path(part: Path) -> Path:
+    return Path(f"{part}.validator")
+
+
+def _resume_headers(part: Path, checked: bool) -> dict[str, str]:
+    """``Range`` (and ``If-Range``) to resume ``part``, or {} to start from zero.
+
+    Without ``If-Range`` a file that changed on the server between the cut and the resume was
+    spliced, half old, half new, and its digest recorded as the one to trust. With it the
+    server sends the rest only if the file is still the version the ``.part`` began with,
+    else the whole new file (200). A ``.part`` without a recorded validator (the server sent
+    none, or it was placed by hand) is resumed only when a published digest will check the
+    result; otherwise nothing could tell a splice, so it starts over.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    if not offset:
+        return {}
+    try:
+        validator = _validator_path(part).read_text().strip()
+    except OSError:
+        validator = ""
+    if validator:
+        return {"Range": f"bytes={offset}-", "If-Range": validator}
+    return {"Range": f"bytes={offset}-"} if checked else {}
+
+
+def _discard(part: Path) -> None:
+    """Delete a ``.part`` and the validator of the version it held."""
+    part.unlink(missing_ok=True)
+    _validator_path(part).unlink(missing_ok=True)
+
+
+def _remember_validator(part: Path, headers) -> None:
+    """Record what identifies the version being downloaded: a strong ETag, else Last-Modified
+    (If-Range accepts no weak ETag). Nothing recorded when the server sends neither."""
+    etag = headers.get("ETag") or ""
+    validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+    record = _validator_path(part)
+    record.unlink(missing_ok=True)
+    if validator:
+        record.write_text(validator)
 
 
 def _save_sidecar(dest: Path, digests: dict, verified: bool = False) -> dict:
@@ -186,25 +235,26 @@ def download(url: str, dest: Path, *, size: int | None = None, sha256: str | Non
         return target.dest
     target.dest.parent.mkdir(parents=True, exist_ok=True)
     total, hashers = _fetch(url, target.dest, target.part, timeout, progress, chunk_size,
-                            bool(md5))
+                            bool(md5), checked=bool(sha256 or md5))
     got_size = target.part.stat().st_size
     if total is not None and got_size < total:
         raise target.error(f"download incomplete: got {got_size} of {total} bytes; "
                            f"run again to resume from {target.part}")
     want_size = size if size is not None else total
     if want_size is not None and got_size != want_size:
-        target.part.unlink()
+        _discard(target.part)
         raise target.error(f"size mismatch: expected {want_size} bytes, got {got_size} "
                            f"(server reported {total})")
     digests = {k: h.hexdigest() for k, h in hashers.items()}
     try:
         target.check(digests, existing=False)
     except ChecksumMismatchError:
-        target.part.unlink()  # wrong bytes: resuming would only extend them
+        _discard(target.part)  # wrong bytes: resuming would only extend them
         raise
     if verify is not None:
         _verify_download(target, verify, got_size)
     os.replace(target.part, target.dest)
+    _validator_path(target.part).unlink(missing_ok=True)  # its .part is gone: resume nothing
     if not sha256:
         target.record_first_digest(digests)
     _save_sidecar(target.dest, digests, verified=verify is not None)
@@ -277,7 +327,7 @@ def _verify_download(target: _Target, verify: Callable[[Path, str], None],
     try:
         verify(target.part, target.dest.name)
     except IncompleteArchiveError as e:
-        target.part.unlink()  # resuming would only extend it: start from zero next time
+        _discard(target.part)  # resuming would only extend it: start from zero next time
         raise target.error(f"the download ({got_size} bytes) is not usable: {e}. It was "
                            "deleted and nothing was recorded; run again to retry. If it fails "
                            f"the same way, open {target.url} in a browser: the server may want "

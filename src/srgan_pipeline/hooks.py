@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from kedro.framework.hooks import hook_impl
 from kedro.io.core import AbstractVersionedDataset, Version
 
@@ -56,9 +58,82 @@ class ValidateParametersHook:
                 validate_params(block, value(f"params:{block}"), scale=scale)
             except ParameterError as error:
                 errors.append(str(error))
+        if not errors and "upscaled_images" in pipeline.all_outputs():
+            errors += _upscale_folders_overlap(value("params:upscale"), catalog["upscaled_images"])
         if errors:
             raise ParameterError("Invalid parameters (nothing was run):\n" + "\n".join(errors))
         logger.info("Parameters valid: %s", ", ".join(blocks))
+
+
+def _upscale_folders_overlap(upscale: dict[str, Any], output_dataset: Any) -> list[str]:
+    """``upscale.input_dir`` equal to, inside or holding the output folder, as an error.
+
+    Outputs keep the inputs' names, so they would overwrite the inputs (``photo.png``), or be
+    read as inputs by the next run. Relative paths are resolved as the node resolves them.
+    """
+    inputs = Path(upscale["input_dir"]).resolve()
+    output = Path(output_dataset._path).resolve()  # PartitionedDataset has no public path
+    if inputs == output or inputs in output.parents or output in inputs.parents:
+        return [f"upscale.input_dir: folder {inputs} overlaps the output folder {output} "
+                "(upscaled_images in the catalog): outputs would overwrite the inputs. Put the "
+                "images to upscale in another folder"]
+    return []
+
+
+class DataPrepLockHook:
+    """One data_prep at a time per project: a second is refused before it writes anything.
+
+    Two at once deleted each other's temporary store (one died with FileNotFoundError, a
+    ``train_store.old-*`` folder left behind) and wrote the same HR images. The lock is a
+    ``filelock`` beside the store, as train_gan's checkpoint lock: the OS drops it when its
+    process dies, also on ``kill -9``. Registered before ValidateParametersHook in settings.py,
+    so it runs after it (pluggy calls later registrations first): invalid parameters are
+    reported as such, and no later hook can fail between the lock and the run, which is where
+    ``on_pipeline_error`` (the release) would not be called.
+    """
+
+    def __init__(self) -> None:
+        self._lock: FileLock | None = None
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        if "train_store" not in pipeline.all_outputs():
+            return
+        lock = FileLock(f"{catalog['train_store']._filepath}.lock")  # no public path
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RuntimeError(
+                f"another data_prep run is writing this project's data now (it holds "
+                f"{lock.lock_file}); wait for it to finish and run again (nothing was written)"
+            ) from None
+        self._lock = lock
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class MlflowSetupLockHook:
+    """kedro-mlflow creates the tracking store and experiment as the context is created; in a
+    fresh project that runs MLflow's database migrations, and two runs starting at once raced
+    (``table _alembic_tmp_experiments already exists``). A wrapper around every
+    ``after_context_created`` serialises that step on ``<project>/mlflow.db.lock``: a second
+    run waits for the first one's setup (seconds), then finds the tables made."""
+
+    @hook_impl(hookwrapper=True)
+    def after_context_created(self, context):
+        with FileLock(Path(context.project_path) / "mlflow.db.lock"):
+            yield
 
 
 class RunIsolationHooks:

@@ -17,8 +17,12 @@ with the reason.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import PurePosixPath
+
+# Longest file name (one path component, in bytes) of Linux, macOS and Windows file systems.
+NAME_MAX = 255
 
 
 def distinct_output_names(
@@ -54,3 +58,16 @@ def distinct_output_names(
                              "outputs too; rename the file or the folder")
             del keys[name]
     return keys, skipped
+
+
+def name_too_long(output: str) -> str | None:
+    """Why the relative POSIX path ``output`` cannot be a file name, or None.
+
+    A legal input name can make an illegal output: ``a.jpg`` that must keep its whole name
+    becomes ``a.jpg.png``, 4 bytes longer; at 252 bytes or more it is over ``NAME_MAX``.
+    """
+    name = PurePosixPath(output).name
+    if len(os.fsencode(name)) > NAME_MAX:
+        return (f"its output name {name!r} would be {len(os.fsencode(name))} bytes, over the "
+                f"{NAME_MAX} a file name may have; shorten the file's name")
+    return None

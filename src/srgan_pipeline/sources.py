@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from srgan_pipeline.archives import check_archive, extract
+from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits, check_archive, extract
 from srgan_pipeline.downloads import download
 from srgan_pipeline.params import ParameterError, Sources, validate_params
 
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Why a visible file of another suffix (GIF, HEIC, notes) is skipped: reported, never dropped.
+NOT_AN_IMAGE = (f"not one of the image types read ({', '.join(IMAGE_SUFFIXES)}); convert it to "
+                "one of them to use it")
 # Natural colour photographs inside scikit-image's wheel (skimage/data); the others are
 # grayscale, synthetic or microscopy images that would teach the model little about photos.
 BUILTIN_PHOTOS = {
@@ -129,8 +132,12 @@ def archive_path(spec: SourceSpec, raw_dir: Path) -> Path:
     return Path(raw_dir) / "downloads" / spec.name / name
 
 
-def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
-    """Make the source's images available on disk and return the folder holding them."""
+def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True,
+            limits: ArchiveLimits = DEFAULT_LIMITS) -> Path:
+    """Make the source's images available on disk and return the folder holding them.
+
+    ``limits`` bound what a ``url`` source's archive may extract to.
+    """
     if spec.kind == "local":
         folder = Path(spec.path).expanduser()
         if not folder.is_dir():
@@ -149,7 +156,7 @@ def acquire(spec: SourceSpec, raw_dir: Path, *, progress: bool = True) -> Path:
         download(spec.url, archive, size=spec.size, sha256=spec.sha256, md5=spec.md5,
                  progress=progress, verify=check_archive)
         _record_url(spec, archive)
-        folder = extract(archive, Path(raw_dir) / "extracted" / spec.name)
+        folder = extract(archive, Path(raw_dir) / "extracted" / spec.name, limits)
     else:
         folder = Path(raw_dir) / "builtin" / spec.name
         _copy_builtin_photos(spec.builtin, folder)
@@ -208,20 +215,28 @@ def _copy_builtin_photos(names: tuple[str, ...], folder: Path) -> None:
 
 
 def list_images(folder: Path, param: str) -> list[str]:
-    """Image files below ``folder`` as sorted POSIX paths relative to it.
+    """Image files below ``folder`` as sorted POSIX paths relative to it (see ``scan_folder``)."""
+    return scan_folder(folder, param)[0]
 
-    Hidden files and folders are ignored: archives made on macOS carry ``__MACOSX/._name.png``
-    resource forks that look like images but are not.
+
+def scan_folder(folder: Path, param: str) -> tuple[list[str], list[str]]:
+    """``(images, others)`` below ``folder``: sorted POSIX paths relative to it.
+
+    ``others`` are the visible files whose suffix is not one of ``IMAGE_SUFFIXES`` (a GIF, a
+    HEIC photo, notes): callers report them as skipped, so every file a user put in the folder
+    is either used or listed. Hidden files and folders are ignored: archives made on macOS
+    carry ``__MACOSX/._name.png`` resource forks that look like images but are not.
     """
-    images = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(folder).parts)
-    )
+    images, others = [], []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if any(part.startswith((".", "__MACOSX")) for part in relative.parts) or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(relative.as_posix())
     if not images:
+        found = f"; it holds {len(others)} other file(s), e.g. {others[0]}" if others else ""
         raise SourceError(
-            f"{param}: no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {folder}"
+            f"{param}: no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {folder}{found}"
         )
-    return images
+    return sorted(images), sorted(others)
+

@@ -26,6 +26,7 @@ from kedro_datasets.pillow import ImageDataset
 from PIL import Image
 
 from srgan_pipeline.imaging import to_rgb_array
+from srgan_pipeline.output_names import NAME_MAX
 
 try:  # the type kedro-datasets' own previews return; kedro-viz matches its name only
     from kedro_datasets._typing import ImagePreview
@@ -80,6 +81,17 @@ class RGBImageDataset(ImageDataset):
         return image_preview(super().load(), max_size)
 
 
+def _temporary_name(name: str) -> str:
+    """``.<name>.<8 hex>.tmp``, the name cut short so the whole stays within 255 bytes.
+
+    The temporary name adds 14 bytes, so a legal 242-255 byte output name (Linux allows 255)
+    would otherwise fail with "File name too long". The name is cut at a character boundary.
+    """
+    suffix = f".{secrets.token_hex(4)}.tmp"
+    room = NAME_MAX - 1 - len(suffix)  # 1: the leading dot
+    return f".{os.fsencode(name)[:room].decode(errors='ignore')}{suffix}"
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it into place.
 
@@ -91,7 +103,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):  # a unique name, as mkstemp picks one, but created with mode 0o666
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(_temporary_name(path.name))
         try:
             fd = os.open(tmp, flags, 0o666)
             break

@@ -136,6 +136,14 @@ class SourceParams(Params):
 Sources = dict[str, SourceParams] | None
 
 
+class ArchiveLimitsParams(Params):
+    """What one archive may extract to (archives.ArchiveLimits), refused before extracting."""
+
+    max_members: PositiveInt
+    max_bytes: PositiveInt
+    max_ratio: PositiveFloat  # extracted bytes per byte of archive
+
+
 class DataPrepParams(Params):
     raw_dir: str
     min_size: Annotated[PositiveInt, AfterValidator(at_least_scale)]
@@ -143,6 +151,7 @@ class DataPrepParams(Params):
     show_progress: bool
     workers: PositiveInt | None  # null = every core this process may use
     tiles: TilesParams
+    archive_limits: ArchiveLimitsParams
     train_sources: Sources
     eval_sets: Sources
 

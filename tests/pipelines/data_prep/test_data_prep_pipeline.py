@@ -2,10 +2,17 @@
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import (
+    QUIET_ENV,
     copy_project,
     kedro_project,
     kedro_run,
@@ -14,9 +21,11 @@ from conftest import (
     write_image,
     zip_bytes,
 )
+from filelock import FileLock
 from kedro.framework.session import KedroSession
 from PIL import Image
 
+from srgan_pipeline.sources import NOT_AN_IMAGE
 from srgan_pipeline.training_store import TrainingStore
 
 
@@ -173,3 +182,115 @@ def test_kedro_run_writes_a_store_that_opens_and_trains(tiny_quickstart):
     report_file, = (workdir / "data" / "08_reporting" / "data_prep_report.json").glob("*/*")
     assert json.loads(report_file.read_text())["train"]["skimage_photos"]["tiles"] == len(store)
     assert list((workdir / "data" / "06_models" / "generator_gan.pt").glob("*/*.pt"))
+
+
+def test_every_file_of_a_source_is_kept_or_reported_through_kedro_run(tmp_path, monkeypatch):
+    """Files of types data_prep does not read, a 249-byte name (Linux allows 255) and ``x.jpg``
+    beside a folder ``x.png/`` are kept or skipped with the reason, never the end of the run.
+    The project and the source folder have a space, a comma and non-ASCII letters; --params
+    splits at commas, so the source comes in a --config file, as README says."""
+    workdir = kedro_project(tmp_path / "projet été, v2", monkeypatch)
+    source = tmp_path / "mes photos, 2024 ☀"
+    long_name = "é" * 122 + "x.png"  # 249 bytes, cut mid-character by the temporary name
+    for seed, name in enumerate(["a.png", long_name, "x.jpg", "x.png/inner.png"]):
+        write_image(source / name, (100, 100), seed=seed)
+    write_image(source / "holiday.gif", (100, 100))  # an image of a type data_prep does not read
+    (source / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (source / "notes.txt").write_text("not an image")
+    config = tmp_path / "run.yml"
+    params = {"data_prep": {"train_sources": {"skimage_photos": {"enabled": False},
+                                              "mine": {"path": str(source)}}}}
+    config.write_text(yaml.safe_dump({"run": {"pipeline": "data_prep", "params": params}},
+                                     allow_unicode=True))
+
+    kedro_run(workdir, f"--config={config}")
+
+    entry = _report(workdir)["train"]["mine"]
+    skipped = {s["file"]: s["reason"] for s in entry["skipped"]}
+    assert sorted(skipped) == sorted(str(source / name) for name in (
+        "holiday.gif", "IMG_0001.HEIC", "notes.txt", "x.jpg"))
+    assert skipped[str(source / "notes.txt")] == NOT_AN_IMAGE
+    assert "folder of other images" in skipped[str(source / "x.jpg")]
+    assert (entry["found"], entry["kept"]) == (7, 3)
+    hr = workdir / "data" / "02_intermediate" / "train_hr" / "mine"
+    written = sorted(p.relative_to(hr).as_posix() for p in hr.rglob("*"))
+    assert written == sorted(["a.png", long_name, "x.png", "x.png/inner.png"])
+    assert len(TrainingStore(workdir / "data" / "03_primary" / "train_store").images) == 3
+
+
+def test_the_quickstart_bicubic_row_is_the_published_figure(tiny_quickstart):
+    """README's "Bicubic is 30.73 dB": the bicubic Y-PSNR row of the quickstart's evaluation,
+    which follows from data_prep's pairs alone (mod-crop, MATLAB-exact LR) and the metric. The
+    figure is published to two decimals, so it must round to them: within half the last digit.
+    """
+    workdir, _ = tiny_quickstart
+    path, = (workdir / "data" / "08_reporting" / "evaluation_summary.json").glob("*/*")
+    bicubic = json.loads(path.read_text())["skimage_heldout"]["bicubic"]
+    assert bicubic["images"] == 2
+    assert bicubic["psnr_y"] == pytest.approx(30.73, abs=0.005)
+
+
+def test_a_second_data_prep_at_once_is_refused_before_writing(quickstart_run, tmp_path,
+                                                              monkeypatch):
+    """Two at once deleted each other's temporary store. The test holds the lock a running
+    data_prep holds (certain, not timing-dependent): the second run stops, writing nothing."""
+    lock = FileLock(quickstart_run / "data" / "03_primary" / "train_store.lock")
+    lock.acquire(timeout=0)  # free again after the fixture's run (released at its end)
+    lock.release()
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    with FileLock(workdir / "data" / "03_primary" / "train_store.lock", timeout=0):
+        output = kedro_run_fails(workdir, "--pipeline=data_prep")
+    assert "another data_prep run is writing this project's data now" in output
+    assert "train_store.lock" in output and "wait for it to finish" in output
+    assert sorted(p.name for p in (workdir / "data").rglob("*")) == ["03_primary",
+                                                                       "train_store.lock"]
+
+
+def test_an_archive_bomb_is_refused_before_extraction_through_kedro_run(tmp_path, monkeypatch,
+                                                                       server):
+    """A 4 kB download that would extract to 4 MB (1000x; data_prep.archive_limits.max_ratio
+    is 100): the run stops naming the setting, and nothing is extracted."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    server.files["/bomb.tar.gz"] = tar_bytes({"HR/zeros.png": bytes(4_000_000)}, "w:gz")
+    output = kedro_run_fails(workdir, "--pipeline=data_prep",
+                             f"--params={OFF},data_prep.eval_sets.bomb.url={server.url}/bomb.tar.gz")
+    assert "Refusing to extract" in output and "bomb.tar.gz" in output
+    assert "data_prep.archive_limits.max_ratio=100" in output and "raise the limit" in output
+    assert not (workdir / "data" / "01_raw" / "extracted").exists() or not any(
+        (workdir / "data" / "01_raw" / "extracted").iterdir())
+
+
+def _opened_by(pid: int, path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except OSError:  # a descriptor closed while listing
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc (Linux)")
+def test_mlflow_setup_of_a_fresh_project_waits_for_another_run(tmp_path, monkeypatch):
+    """Two runs starting at once in a fresh project raced in MLflow's database migrations.
+    The test holds the lock a starting run holds: a run waits on it (seen from the open lock
+    file in /proc, not from timing) without touching mlflow.db, then sets it up."""
+    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    lock = workdir / "mlflow.db.lock"
+    with FileLock(lock, timeout=0):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "kedro", "run", "--env=quickstart", "--pipeline=data_prep",
+             "--params=data_prep.min_sise=1"],  # stops after the setup: invalid parameters
+            cwd=workdir, env={**os.environ, **QUIET_ENV}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 600  # a hung child fails the test, never hangs it
+        try:
+            while not _opened_by(child.pid, lock):
+                assert child.poll() is None, child.communicate()[0][-4000:]
+                assert time.monotonic() < deadline, "the run never reached its MLflow setup"
+                time.sleep(0.1)
+            assert not (workdir / "mlflow.db").exists()
+        except BaseException:
+            child.kill()
+            raise
+    output = child.communicate(timeout=600)[0]
+    assert "data_prep.min_sise: unknown key" in output
+    assert (workdir / "mlflow.db").is_file()

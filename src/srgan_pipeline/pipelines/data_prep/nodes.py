@@ -12,16 +12,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits
 from srgan_pipeline.datasets.parallel_partitioned_dataset import ParallelPartitions
 from srgan_pipeline.imaging import UnreadableImageError, imresize, load_rgb, mod_crop
 from srgan_pipeline.parallel import ordered_map, resolve_workers
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.sources import acquire, check_distinct_names, list_images, parse_sources
+from srgan_pipeline.sources import (
+    NOT_AN_IMAGE,
+    acquire,
+    check_distinct_names,
+    parse_sources,
+    scan_folder,
+)
 from srgan_pipeline.tiles import tile_grid
 from srgan_pipeline.training_store import StoreContent, TrainingStore
 
@@ -35,14 +42,18 @@ def acquire_sources(
     eval_sets: dict[str, Any] | None,
     raw_dir: str,
     show_progress: bool,
+    archive_limits: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fetch every enabled source and list its images.
 
     Both groups are validated before anything is downloaded, so a missing setting on the last
-    source is reported before a multi-GB download of the first one starts.
+    source is reported before a multi-GB download of the first one starts. An archive over
+    ``archive_limits`` (default: ``archives.DEFAULT_LIMITS``) is refused before extraction.
     """
     raw_dir = validate_params("data_prep.raw_dir", raw_dir)
     show_progress = validate_params("data_prep.show_progress", show_progress)
+    limits = DEFAULT_LIMITS if archive_limits is None else ArchiveLimits(
+        **validate_params("data_prep.archive_limits", archive_limits).model_dump())
     groups = {
         "train": parse_sources(train_sources, "data_prep.train_sources"),
         "eval": parse_sources(eval_sets, "data_prep.eval_sets"),
@@ -56,12 +67,12 @@ def acquire_sources(
     manifests: dict[str, dict[str, Any]] = {"train": {}, "eval": {}}
     for group, specs in groups.items():
         for spec in specs:
-            folder = acquire(spec, Path(raw_dir), progress=show_progress)
-            images = list_images(folder, spec.param)
+            folder = acquire(spec, Path(raw_dir), progress=show_progress, limits=limits)
+            images, others = scan_folder(folder, spec.param)
             logger.info("Source %s (%s): %d images in %s", spec.name, spec.kind, len(images),
                         folder)
             manifests[group][spec.name] = {"kind": spec.kind, "folder": str(folder),
-                                           "images": images}
+                                           "images": images, "others": others}
     return manifests["train"], manifests["eval"]
 
 
@@ -96,17 +107,19 @@ def normalise_images(
                          workers, "check images", show_progress, total=len(files))
     partitions: dict[str, Loader] = {}
     taken: dict[str, str] = {}  # case-folded key -> key
-    report = {source: {"folder": entry["folder"], "found": len(entry["images"]), "kept": 0,
+    folders = {f"{source}/{parent}".casefold() for source, _, relative in files
+               for parent in PurePosixPath(relative).parents if parent.name}
+    report = {source: {"folder": entry["folder"],
+                       "found": len(entry["images"]) + len(entry["others"]), "kept": 0,
                        "skipped": [], "sizes": {}} for source, entry in manifest.items()}
+    for source, entry in manifest.items():
+        for relative in entry["others"]:
+            _skip(report[source], Path(entry["folder"]) / relative, NOT_AN_IMAGE)
     for (source, folder, relative), outcome in zip(files, checks, strict=True):
         key = f"{source}/{relative.rsplit('.', 1)[0]}"
-        reason = outcome if isinstance(outcome, str) else None
-        if key.casefold() in taken:
-            reason = (f"another file of {source} has the same name ({taken[key.casefold()]}, "
-                      "ignoring suffix and letter case); kept the first")
+        reason = outcome if isinstance(outcome, str) else _name_clash(key, taken, folders)
         if reason:
-            logger.warning("Skipped %s: %s", folder / relative, reason)
-            report[source]["skipped"].append({"file": str(folder / relative), "reason": reason})
+            _skip(report[source], folder / relative, reason)
             continue
         partitions[key] = partial(prepare_hr_image, folder / relative, scale, max_pixels)
         taken[key.casefold()] = key
@@ -116,6 +129,26 @@ def normalise_images(
         logger.info("Source %s: kept %d of %d images, skipped %d", source, entry["kept"],
                     entry["found"], len(entry["skipped"]))
     return ParallelPartitions(partitions, workers, "write HR images", show_progress), report
+
+
+def _skip(entry: dict[str, Any], path: Path, reason: str) -> None:
+    logger.warning("Skipped %s: %s", path, reason)
+    entry["skipped"].append({"file": str(path), "reason": reason})
+
+
+def _name_clash(key: str, taken: dict[str, str], folders: set[str]) -> str | None:
+    """Why the output ``<key>.png`` cannot be written, or None.
+
+    Names are compared ignoring letter case (one file on a macOS or Windows disk); an output
+    that is also the folder of other outputs (``x.jpg`` beside ``x.png/``) would fail to write.
+    """
+    if key.casefold() in taken:
+        return (f"another file of {key.split('/', 1)[0]} has the same name "
+                f"({taken[key.casefold()]}, ignoring suffix and letter case); kept the first")
+    if f"{key}.png".casefold() in folders:
+        return (f"its output {key}.png would also be the folder of other images of this "
+                "source; rename the file or the folder")
+    return None
 
 
 def _check_image(path: Path, scale: int, min_size: int,

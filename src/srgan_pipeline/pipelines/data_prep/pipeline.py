@@ -21,6 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:data_prep.eval_sets",
                     "params:data_prep.raw_dir",
                     "params:data_prep.show_progress",
+                    "params:data_prep.archive_limits",
                 ],
                 outputs=["train_raw_manifest", "eval_raw_manifest"],
                 name="acquire_sources",

@@ -20,10 +20,10 @@ from srgan_pipeline.checkpoints import (
 from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import check_runtime, prepared_generator, upscale_image
-from srgan_pipeline.output_names import distinct_output_names
+from srgan_pipeline.output_names import distinct_output_names, name_too_long
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.serving.registry import load_model_checkpoint
-from srgan_pipeline.sources import list_images
+from srgan_pipeline.sources import NOT_AN_IMAGE, scan_folder
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ def upscale_folder(
 
     Every input ends up upscaled under its own output name (its stem, or its whole name when
     stems collide: :mod:`srgan_pipeline.output_names`) or skipped with the reason: a file that
-    does not decode, or one over ``upscale.max_pixels``. Each image is upscaled when its
-    partition is saved, so one image is in memory at a time.
+    does not decode, one over ``upscale.max_pixels``, one of another type (``.gif``, ``.heic``,
+    ``.txt``: ``NOT_AN_IMAGE``), or one whose output name is too long for the disk. Each image
+    is upscaled when its partition is saved, so one image is in memory at a time.
     """
     settings = validate_params("upscale", upscale)
     model = settings.model
@@ -45,7 +46,7 @@ def upscale_folder(
     if not folder.is_dir():
         raise ValueError(f"upscale.input_dir: folder '{folder}' does not exist. Put your images "
                          f"there or pass --params=upscale.input_dir=/path/to/images")
-    names = list_images(folder, "upscale.input_dir")
+    names, others = scan_folder(folder, "upscale.input_dir")
     device = pick_device(settings.device)
     check_runtime(settings.runtime, device, "upscale.runtime")  # before any checkpoint is read
     if model in GENERATOR_DATASETS:
@@ -64,8 +65,11 @@ def upscale_folder(
     tracking.set_tags({"upscale.precision": precision, "upscale.tile": tile,
                        "upscale.runtime": settings.runtime})
     keys, unnamed = distinct_output_names(names)
+    unnamed |= {name: NOT_AN_IMAGE for name in others}
+    unnamed |= {name: reason for name, key in keys.items()
+                if (reason := name_too_long(f"{key}.png"))}
     outputs, upscaled, skipped = {}, {}, []
-    for name in names:
+    for name in sorted([*names, *others]):
         reason = unnamed.get(name)
         if reason is None:
             try:  # header check, then full decode: an oversized or corrupt file fails here
