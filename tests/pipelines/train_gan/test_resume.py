@@ -18,7 +18,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import QUIET_ENV, kedro_project
+from conftest import QUIET_ENV, kedro_project, write_image
 from filelock import FileLock
 
 FAULTS = Path(__file__).parent / "faults"
@@ -33,9 +33,11 @@ TINY = ",".join([
 ])
 
 
-def kedro(workdir: Path, *args: str, kill: str | None = None) -> subprocess.CompletedProcess:
-    """`kedro run --env=quickstart ARGS` in a new process; `kill` arms the fault injector."""
-    env = {**os.environ, **QUIET_ENV}
+def kedro(workdir: Path, *args: str, kill: str | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`kedro run --env=quickstart ARGS` in a new process; `kill` arms the fault injector;
+    ``env`` entries are added to the child's environment."""
+    env = {**os.environ, **QUIET_ENV, **(env or {})}
     env.pop("SRGAN_KILL", None)
     if kill:
         env["SRGAN_KILL"] = kill
@@ -221,3 +223,52 @@ def test_a_plain_state_dict_pinned_as_a_checkpoint_is_refused_clearly(uninterrup
     message = done.stdout + done.stderr
     assert "is a plain state dict" in message and "not a generator checkpoint" in message
     assert "KeyError" not in message
+
+
+def test_a_resume_on_other_pixels_of_the_same_names_and_sizes_does_not_continue(tmp_path,
+                                                                              monkeypatch):
+    """The store's identity is its pixels: bytes changed in hr.npy after data_prep refuse the
+    resume naming the file, and data_prep re-run on other images of the same names and sizes
+    makes another run, named in the warning; the killed run's checkpoint is never touched."""
+    photos = tmp_path / "photos"
+    project = kedro_project(tmp_path / "project", monkeypatch)
+    # data_prep.workers=1: a pool worker would outlive the killed run and hold its output open
+    source = ("data_prep.workers=1,data_prep.train_sources.skimage_photos.enabled=false,"
+              f"data_prep.train_sources.mine.path={photos}")
+    wide = {"COLUMNS": "1000"}  # one log record, one line: its words are not split by the path
+
+    def photographs(seed: int) -> None:
+        for number in range(2):
+            write_image(photos / f"photo{number}.png", (192, 192), seed=seed + number)
+
+    photographs(seed=0)
+    killed = kedro(project, "--to-nodes=pretrain_generator", f"--params={TINY},{source}",
+                   kill="after:in_progress/pretrain-:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    (checkpoint,) = (project / "data/06_models/in_progress").glob("pretrain-*.pt")
+    saved = checkpoint.read_bytes()
+    named = checkpoint.relative_to(project)  # as checkpoint_dir is: relative to the project
+
+    hr = project / "data/03_primary/train_store/hr.npy"
+    with open(hr, "r+b") as file:  # 2 kB flipped in the middle: same size, same index
+        file.seek(hr.stat().st_size // 2)
+        middle = file.read(2048)
+        file.seek(hr.stat().st_size // 2)
+        file.write(bytes(b ^ 0xFF for b in middle))
+    refused = kedro(project, "--nodes=pretrain_generator",
+                    f"--params={TINY},{source},train_gan.resume=true", env=wide)
+    message = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0, message[-3000:]
+    assert f"not resuming {named}" in message and f"{hr}:" in message
+    assert "are not the ones data_prep wrote" in message and "re-run data_prep" in message
+    assert checkpoint.read_bytes() == saved
+
+    photographs(seed=10)  # other pixels, same names and sizes; data_prep then training
+    log = " ".join(succeeded(kedro(project, "--to-nodes=pretrain_generator",
+                                   f"--params={TINY},{source},train_gan.resume=true",
+                                   env=wide)).split())
+    assert "Resuming pretrain" not in log
+    assert f"Not resuming from {named}: it belongs to another run (data: the training " \
+           "store holds other pixels (data_prep was re-run on other images; re-run it on the " \
+           "images that run trained on to continue it)" in log
+    assert checkpoint.read_bytes() == saved
