@@ -41,6 +41,7 @@ def kedro(workdir: Path, *args: str, kill: str | None = None,
     env.pop("SRGAN_KILL", None)
     if kill:
         env["SRGAN_KILL"] = kill
+    if kill or "SRGAN_RECORD_SAMPLES" in env:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart", *args],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
