@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails
@@ -16,6 +17,17 @@ from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails
 
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def mlflow_run_ids(project: Path) -> list[str]:
+    """Every MLflow run in the project's tracking store, deleted ones too (README: a refused
+    parameter opens none); none when the run did not even create the store."""
+    if not (project / "mlflow.db").exists():  # a client would create it
+        return []
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    every = mlflow.entities.ViewType.ALL
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=every)]
+    return sorted(run.info.run_id for run in client.search_runs(experiments, run_view_type=every))
 
 
 @pytest.fixture
@@ -70,15 +82,18 @@ def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     # Compared with before: other tests may have upscaled in the shared quickstart project.
     written = [trained / "data" / "07_model_output", trained / "data" / "08_reporting"]
     before = [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)]
+    runs = mlflow_run_ids(trained)
     output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
+    assert mlflow_run_ids(trained) == runs
     assert ("upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, "
             "tile") in output
     assert [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)] == before
 
 
 def test_misspelt_evaluation_key_is_refused_before_scoring(trained):
-    before = files_under(trained / "data" / "08_reporting")
+    before, runs = files_under(trained / "data" / "08_reporting"), mlflow_run_ids(trained)
     output = kedro_run_fails(trained, "--pipeline=evaluation", "--params=evaluation.model=bicubic")
+    assert mlflow_run_ids(trained) == runs
     from srgan_pipeline.params import EvaluationParams  # the list grows with the schema
 
     valid = "valid keys: " + ", ".join(EvaluationParams.model_fields)
@@ -110,14 +125,18 @@ def test_bad_phase_two_setting_stops_data_prep_and_phase_one_from_starting(fresh
                              f"--params={TINY_TRAINING},train_gan.adversarial.lr=-1")
     assert files_under(fresh / "data" / "02_intermediate") == []
     assert files_under(fresh / "data") == []
+    assert mlflow_run_ids(fresh) == []
+    assert not files_under(fresh / "mlruns")
     assert "train_gan.adversarial.lr: must be > 0, got -1" in output
 
 
 def test_phase_two_only_setting_given_to_phase_one_is_refused(trained):
     models = trained / "data" / "06_models"
-    before = files_under(models)
+    before, runs = files_under(models), mlflow_run_ids(trained)
+    assert runs  # the quickstart's own: a new one would be seen beside it
     output = kedro_run_fails(trained, "--pipeline=train_gan",
                              f"--params={TINY_TRAINING},train_gan.pretrain.n_critic=1")
+    assert mlflow_run_ids(trained) == runs
     assert "train_gan.pretrain.n_critic: unknown key; valid keys: iterations, " in output
     assert "lr_gamma, ema_decay" in output  # phase 1's own keys are listed
     assert files_under(models) == before

@@ -212,3 +212,37 @@ def test_the_dataset_saves_loads_and_previews(tmp_path):
     assert len(dataset.preview()) > 100  # a base64 PNG
     with pytest.raises(DatasetError, match="saves a StoreContent"):
         dataset.save({"not": "content"})
+
+
+def test_other_pixels_of_the_same_names_and_sizes_are_another_fingerprint(tmp_path):
+    """The run identity's data (resume.py): re-prepared from other images, a store must not
+    pass for the one a checkpoint trained on; rewritten from the same images, it does."""
+    write_store(tmp_path / "a", content())
+    write_store(tmp_path / "again", content())
+    other = {key: (partial(photo, shape, seed + 10), shape)
+             for seed, (key, shape) in enumerate(SHAPES.items())}
+    write_store(tmp_path / "b", StoreContent(other, SCALE, SIZE, STRIDE))
+    a, again, b = (TrainingStore(tmp_path / name) for name in ("a", "again", "b"))
+    assert a.index["images"][0].keys() == b.index["images"][0].keys()
+    assert a.fingerprint() == again.fingerprint() != b.fingerprint()
+
+
+@pytest.mark.parametrize("name", ["hr.npy", "lr.npy"])
+def test_bytes_changed_after_data_prep_fail_the_content_check_naming_file_and_image(tmp_path,
+                                                                                   name):
+    folder = tmp_path / "train_store"
+    write_store(folder, content())
+    TrainingStore(folder).verify_content()  # as written: no complaint
+    fingerprint = TrainingStore(folder).fingerprint()
+    with open(folder / name, "r+b") as file:  # flip one byte inside the last image
+        file.seek(-5, 2)
+        byte = file.read(1)
+        file.seek(-5, 2)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    store = TrainingStore(folder)  # sizes and index unchanged: opening alone cannot tell
+    assert store.fingerprint() == fingerprint
+    with pytest.raises(StoreError) as error:
+        store.verify_content()
+    message = str(error.value)
+    assert str(folder / name) in message and "image other/b" in message
+    assert "re-run data_prep" in message

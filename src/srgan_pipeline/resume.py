@@ -6,8 +6,12 @@ identity is a digest of everything that decides the weights the phase ends with:
 * the phase's settings, less the run-control fields a resume may change (``RUN_CONTROL``) and
   the ones that change speed, not the run (memory format, bf16, device, loader workers);
 * the generator and critic architecture and the perceptual loss;
-* the training data: the training store's index, tile table and file sizes (cheap to read;
-  data_prep rewrites an identical store, so re-running it does not orphan a checkpoint);
+* the training data: the training store's index (with the sha256 of every image's pixels,
+  recorded by data_prep as it writes them), tile table and file sizes: cheap to read, other
+  pixels under the same names and sizes make another run, and data_prep rewrites an identical
+  store from the same images, so re-running it does not orphan a checkpoint. A resume first
+  checks the files against those digests (``TrainingStore.verify_content``);
+* the perceptual loss: its layer, and its weights by content (a file's sha256, not its path);
 * for phase 2, the weights of the pretrained generator it starts from: after phase 1 is
   resumed or retrained, an adversarial checkpoint that started from other weights is ignored.
 
@@ -133,9 +137,20 @@ def _difference(path: Path, load: Callable[[Path], dict[str, Any]],
     if theirs is None:
         return "it was written by an earlier version that did not record which run it belongs to"
     ours = identity["fields"]
-    changed = [f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} now"
+    changed = [_WHAT.get(key) or _short(f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} now")
                for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
-    return "it belongs to another run (" + "; ".join(_short(c) for c in changed) + ")"
+    return ("it belongs to another run (" + "; ".join(changed) + "); this "
+            "run starts afresh and leaves it alone: to continue it, set back what changed")
+
+
+# Fields whose values are digests: what changed, in words, and how to get the old one back.
+_WHAT = {
+    "data": "data: the training store holds other pixels (data_prep was re-run on other images; "
+            "re-run it on the images that run trained on to continue it)",
+    "started_from": "started_from: phase 2 starts from other pretrained weights (phase 1 was "
+                    "retrained or resumed since; --load-versions=generator_pretrained:<version> "
+                    "pins the one it started from)",
+}
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -6,7 +6,8 @@ Layout of the store folder (one per data set, written by data_prep):
     lr.npy      their MATLAB-bicubic LR (imresize of the whole image), in the same order
     tiles.npy   int64 rows (image, number, top, left, size_y, size_x): the tiles of
                 ``tiles.tile_grid``, in the sorted order of their keys ``<image>_s<number>``
-    index.json  format, scale, tiling, and per image: key, height, width, hr/lr offsets
+    index.json  format, scale, tiling, and per image: key, height, width, hr/lr offsets and the
+                sha256 of its HR and LR bytes (computed as data_prep writes them)
 
 Why this shape (BasicSR reads LMDB; a flat .npy is simpler and needs no extra package):
 - ``np.load(mmap_mode="r")`` maps the files: a random crop reads only its own rows' bytes, every
@@ -17,6 +18,10 @@ Why this shape (BasicSR reads LMDB; a flat .npy is simpler and needs no extra pa
   sampled (tile, crop seed) stream and the pixels it yields are the same as from PNG tiles.
 - Opening checks every size against the index (``StoreError`` names the file and says to re-run
   data_prep): a truncated or mismatched store is refused, never read as garbage.
+- The per-image digests make the index, and so ``fingerprint()`` (the data of a run identity,
+  resume.py), a function of the pixels without reading them: each worker hashes the arrays it
+  has in memory anyway. ``verify_content()`` reads the whole store to check them (a resume
+  does, before it trusts the checkpoint to continue on this data).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from srgan_pipeline.imaging import imresize
 from srgan_pipeline.parallel import ordered_map
 from srgan_pipeline.tiles import Tile, tile_grid
 
-FORMAT = 1
+FORMAT = 2  # 2: per-image content digests in index.json
 RERUN = "re-run data_prep (kedro run --pipelines=data_prep) to rewrite it"
 TILE_COLUMNS = ("image", "number", "top", "left", "size_y", "size_x")
 
@@ -114,13 +119,25 @@ class TrainingStore:
         return hr, lr
 
     def fingerprint(self) -> str:
-        """Digest of the index, the tile table and the array files' sizes: what identifies the
-        training data of a run (resume.py) without reading the images."""
+        """Digest of the index (with each image's content digest), the tile table and the array
+        files' sizes: what identifies the training data of a run (resume.py), read from the
+        index alone; ``verify_content`` checks that the files still hold those pixels."""
         digest = hashlib.sha256((self.folder / "index.json").read_bytes())
         digest.update(self.tiles.tobytes())
         for name in ("hr.npy", "lr.npy"):
             digest.update(f"{name}:{(self.folder / name).stat().st_size}".encode())
         return digest.hexdigest()
+
+    def verify_content(self) -> None:
+        """Every image's HR and LR bytes against the digests data_prep recorded as it wrote them
+        (reads the whole store, at disk speed): StoreError naming the file and the image."""
+        for image, entry in enumerate(self.images):
+            for part, array in (("hr", self.hr_image(image)), ("lr", self.lr_image(image))):
+                if _sha256(array) != entry[f"{part}_sha256"]:
+                    raise StoreError(
+                        f"{self.folder / f'{part}.npy'}: the bytes of image {entry['key']} are "
+                        "not the ones data_prep wrote (their sha256 differs from index.json's): "
+                        f"the file changed since; {RERUN}")
 
     def tiles_per_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -157,9 +174,10 @@ def write_store(folder: str | os.PathLike, content: StoreContent) -> None:
             _allocate(tmp / name, total)
         tasks = [(loader, tuple(size), tmp, entry, content.scale) for entry, (loader, size)
                  in zip(index["images"], content.images.values(), strict=True)]
-        for _ in ordered_map(_write_image, tasks, content.workers, "training store",
-                             content.progress, total=len(tasks)):
-            pass
+        digests = ordered_map(_write_image, tasks, content.workers, "training store",
+                              content.progress, total=len(tasks))
+        for entry, digest in zip(index["images"], digests, strict=True):
+            entry.update(digest)
         np.save(tmp / "tiles.npy", tiles)
         (tmp / "index.json").write_text(json.dumps(index, indent=1))
         for path in tmp.iterdir():
@@ -193,8 +211,9 @@ def _layout(content: StoreContent) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def _write_image(loader: Callable[[], np.ndarray], size: tuple[int, int], folder: Path,
-                 entry: dict[str, Any], scale: int) -> None:
-    """Load one HR image, downsample it, write both at their offsets (runs in a worker)."""
+                 entry: dict[str, Any], scale: int) -> dict[str, str]:
+    """Load one HR image, downsample it, write both at their offsets (runs in a worker); the
+    sha256 of each, for the index."""
     hr = np.asarray(loader())
     if hr.shape != (*size, 3) or hr.dtype != np.uint8:
         raise ValueError(f"{entry['key']}: expected a {size[1]}x{size[0]} RGB uint8 image, got "
@@ -208,6 +227,12 @@ def _write_image(loader: Callable[[], np.ndarray], size: tuple[int, int], folder
             target = np.load(folder / name, mmap_mode="r+")
             target[offset:offset + array.size] = array.reshape(-1)
             del target
+    return {"hr_sha256": _sha256(hr), "lr_sha256": _sha256(lr)}
+
+
+def _sha256(array: np.ndarray) -> str:
+    """Digest of an array's bytes in C order: the order the store holds them in."""
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
 def _allocate(path: Path, total: int) -> None:
@@ -239,7 +264,8 @@ def _read_index(folder: Path) -> dict[str, Any]:
         assert index["format"] == FORMAT, f"format {index['format']}, expected {FORMAT}"
         assert isinstance(scale, int) and scale >= 1, f"scale {scale!r}"
         for entry in images:
-            assert {"key", "height", "width", "hr_offset", "lr_offset"} <= set(entry), entry
+            assert {"key", "height", "width", "hr_offset", "lr_offset", "hr_sha256",
+                    "lr_sha256"} <= set(entry), entry
     except (ValueError, KeyError, TypeError, AssertionError) as error:
         raise StoreError(f"{path} is not a training store index this project wrote "
                          f"({error}): {RERUN}") from error

@@ -13,10 +13,13 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import copy_project
 from test_resume import TINY, assert_same_weights, kedro, latest, mlflow_runs, succeeded
+
+from srgan_pipeline.training_store import TrainingStore
 
 TWO = f"{TINY},train_gan.distributed.nproc_per_node=2"
 
@@ -86,22 +89,75 @@ def test_a_dying_rank_fails_the_run_and_the_resume_reaches_the_uninterrupted_wei
     assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
 
 
+def stream(project: Path, first: int, count: int, seed: int = 0) -> list[tuple[int, int]]:
+    """Samples ``first`` .. ``first + count - 1`` of phase 1's patch stream as README defines it
+    (one function of the seed and the sample number): (tile index, crop seed) pairs."""
+    tiles = len(TrainingStore(project / "data/03_primary/train_store"))
+    pairs = []
+    for k in range(first, first + count):
+        rng = np.random.default_rng([seed, k])
+        pairs.append((int(rng.integers(tiles)), int(rng.integers(2**63))))
+    return pairs
+
+
+def served(record: Path) -> dict[int, list[tuple[int, int]]]:
+    """What each rank's dataset served, in order (faults/sitecustomize.py's record)."""
+    ranks: dict[int, list[tuple[int, int]]] = {}
+    for line in record.read_text().splitlines():
+        rank, index, seed = (int(field) for field in line.split())
+        ranks.setdefault(rank, []).append((index, seed))
+    return ranks
+
+
 def test_a_killed_kedro_run_takes_its_ranks_and_resumes_under_one_process(prepared, tmp_path):
     project = copy_project(prepared, tmp_path / "project")
     phase_one = "--nodes=pretrain_generator"
+    killed_record, resumed_record = tmp_path / "killed.txt", tmp_path / "resumed.txt"
     # the kedro run killed right after rank 0's first checkpoint (step 2 of 6)
     killed = kedro(project, "--pipelines=train_gan", phase_one, f"--params={TWO}",
-                   kill="after:in_progress/pretrain-:1:parent")
+                   kill="after:in_progress/pretrain-:1:parent",
+                   env={"SRGAN_RECORD_SAMPLES": str(killed_record)})
     assert killed.returncode == -signal.SIGKILL
     # (kedro's output pipes closed, so its ranks are gone: they wrote nothing after the kill)
     assert in_progress(project, "pretrain")["samples"] == 2 * 2 * 2
 
     log = succeeded(kedro(project, "--pipelines=train_gan", phase_one,
-                          f"--params={TINY},train_gan.resume=true"))
+                          f"--params={TINY},train_gan.resume=true",
+                          env={"SRGAN_RECORD_SAMPLES": str(resumed_record)}))
     assert "Resuming pretrain from step 2" in log
     final = latest(project, "generator_pretrained")
     # steps 3-6 in one process: batch 2 each, from sample 8, where the killed run stopped
     assert (final["step"], final["samples"]) == (6, 8 + 4 * 2)
+    # ... and what the dataset served says so, not only the loop's counters: global batch 0
+    # was samples 0-3, rank r its r-th pair; after the resume, samples 8.. in order
+    ranks = served(killed_record)
+    assert (ranks[0][:2], ranks[1][:2]) == (stream(project, 0, 2), stream(project, 2, 2))
+    assert served(resumed_record)[0][:8] == stream(project, 8, 8)
+
+
+def test_a_run_killed_in_one_process_resumes_under_two_at_the_sample_it_reached(prepared,
+                                                                                tmp_path):
+    project = copy_project(prepared, tmp_path / "project")
+    phase_one = "--nodes=pretrain_generator"
+    killed_record, resumed_record = tmp_path / "killed.txt", tmp_path / "resumed.txt"
+    killed = kedro(project, "--pipelines=train_gan", phase_one, f"--params={TINY}",
+                   kill="after:in_progress/pretrain-:1",
+                   env={"SRGAN_RECORD_SAMPLES": str(killed_record)})
+    assert killed.returncode == -signal.SIGKILL
+    assert in_progress(project, "pretrain")["samples"] == 2 * 2  # step 2, batch 2
+
+    log = succeeded(kedro(project, "--pipelines=train_gan", phase_one,
+                          f"--params={TWO},train_gan.resume=true",
+                          env={"SRGAN_RECORD_SAMPLES": str(resumed_record)}))
+    assert "Resuming pretrain from step 2" in log
+    final = latest(project, "generator_pretrained")
+    # steps 3-6 under two processes: a global batch of 2 x 2 each, from sample 4
+    assert (final["step"], final["samples"]) == (6, 4 + 4 * 2 * 2)
+    assert served(killed_record)[0][:4] == stream(project, 0, 4)
+    # global batch g after the resume is samples 4 + 4g .. 4 + 4g + 3; rank r takes its r-th pair
+    ranks = served(resumed_record)
+    assert ranks[0][:4] == stream(project, 4, 2) + stream(project, 8, 2)
+    assert ranks[1][:4] == stream(project, 6, 2) + stream(project, 10, 2)
 
 
 def test_sync_batchnorm_on_cpu_is_refused_before_any_process_starts(prepared, tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import QUIET_ENV, kedro_project
+from conftest import QUIET_ENV, kedro_project, write_image
 from filelock import FileLock
 
 FAULTS = Path(__file__).parent / "faults"
@@ -33,12 +33,15 @@ TINY = ",".join([
 ])
 
 
-def kedro(workdir: Path, *args: str, kill: str | None = None) -> subprocess.CompletedProcess:
-    """`kedro run --env=quickstart ARGS` in a new process; `kill` arms the fault injector."""
-    env = {**os.environ, **QUIET_ENV}
+def kedro(workdir: Path, *args: str, kill: str | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`kedro run --env=quickstart ARGS` in a new process; `kill` arms the fault injector;
+    ``env`` entries are added to the child's environment."""
+    env = {**os.environ, **QUIET_ENV, **(env or {})}
     env.pop("SRGAN_KILL", None)
     if kill:
         env["SRGAN_KILL"] = kill
+    if kill or "SRGAN_RECORD_SAMPLES" in env:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart", *args],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
@@ -94,19 +97,26 @@ def mlflow_runs(workdir: Path) -> list:
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
-@pytest.mark.parametrize("kill", [
-    "before:in_progress/pretrain-:2",          # inside phase 1's second checkpoint write
-    "after:generator_pretrained.pt:1",         # phase 1 saved, phase 2 not started
-    "before:in_progress/adversarial-:2",       # inside phase 2's final checkpoint write
+# Per phase of TINY: (iterations, log_every, a metric it logs every window).
+PHASES = {"pretrain": (6, 2, "pretrain/pixel"), "adversarial": (4, 1, "gan/adversarial")}
+
+
+@pytest.mark.parametrize(("kill", "resumed"), [
+    # inside phase 1's second checkpoint write: phase 1 continues from its first (step 2)
+    ("before:in_progress/pretrain-:2", {"pretrain": 2, "adversarial": 0}),
+    # phase 1 saved, phase 2 not started: phase 1 has nothing left to do
+    ("after:generator_pretrained.pt:1", {"pretrain": 6, "adversarial": 0}),
+    # inside phase 2's final checkpoint write: phase 2 continues from its step 2
+    ("before:in_progress/adversarial-:2", {"pretrain": 6, "adversarial": 2}),
 ])
-def test_a_killed_run_resumes_to_the_uninterrupted_weights(project, uninterrupted, kill):
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(project, uninterrupted, kill, resumed):
     killed = kedro(project, "--pipelines=train_gan", f"--params={TINY}", kill=kill)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (project / "data/06_models/generator_gan.pt").exists()
 
     log = succeeded(kedro(project, "--pipelines=train_gan",
                           f"--params={TINY},train_gan.resume=true"))
-    assert "Resuming" in log
+    log = " ".join(log.split())  # the console wraps long log lines
     for name in ("generator_pretrained", "generator_gan", "critic"):
         assert_same_weights(latest(project, name), latest(uninterrupted, name))
 
@@ -116,6 +126,25 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(project, uninterrupte
     assert second.info.status == "FINISHED"
     assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
     assert first.data.tags["srgan.resumed_by_run"] == second.info.run_id
+
+    # Each phase continued from the very step of its checkpoint, not from 0 (CPU training is
+    # deterministic: a phase retrained from scratch also ends bit-equal, so only the log and
+    # the metric history tell): the resumed run logs the windows after that step and none
+    # before, and the killed run had logged every window up to it.
+    for phase, step in resumed.items():
+        iterations, every, metric = PHASES[phase]
+        if step:
+            assert f"Resuming {phase} from step {step}" in log
+        else:
+            assert f"Resuming {phase}" not in log
+        assert metric_steps(project, second, metric) == list(
+            range(step + every, iterations + 1, every)), phase
+        assert set(range(every, step + 1, every)) <= set(metric_steps(project, first, metric))
+
+
+def metric_steps(workdir: Path, run, key: str) -> list[int]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
 
 
 def test_phase_two_never_resumes_a_checkpoint_of_other_pretrained_weights(project, tmp_path):
@@ -195,3 +224,52 @@ def test_a_plain_state_dict_pinned_as_a_checkpoint_is_refused_clearly(uninterrup
     message = done.stdout + done.stderr
     assert "is a plain state dict" in message and "not a generator checkpoint" in message
     assert "KeyError" not in message
+
+
+def test_a_resume_on_other_pixels_of_the_same_names_and_sizes_does_not_continue(tmp_path,
+                                                                              monkeypatch):
+    """The store's identity is its pixels: bytes changed in hr.npy after data_prep refuse the
+    resume naming the file, and data_prep re-run on other images of the same names and sizes
+    makes another run, named in the warning; the killed run's checkpoint is never touched."""
+    photos = tmp_path / "photos"
+    project = kedro_project(tmp_path / "project", monkeypatch)
+    # data_prep.workers=1: a pool worker would outlive the killed run and hold its output open
+    source = ("data_prep.workers=1,data_prep.train_sources.skimage_photos.enabled=false,"
+              f"data_prep.train_sources.mine.path={photos}")
+    wide = {"COLUMNS": "1000"}  # one log record, one line: its words are not split by the path
+
+    def photographs(seed: int) -> None:
+        for number in range(2):
+            write_image(photos / f"photo{number}.png", (192, 192), seed=seed + number)
+
+    photographs(seed=0)
+    killed = kedro(project, "--to-nodes=pretrain_generator", f"--params={TINY},{source}",
+                   kill="after:in_progress/pretrain-:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    (checkpoint,) = (project / "data/06_models/in_progress").glob("pretrain-*.pt")
+    saved = checkpoint.read_bytes()
+    named = checkpoint.relative_to(project)  # as checkpoint_dir is: relative to the project
+
+    hr = project / "data/03_primary/train_store/hr.npy"
+    with open(hr, "r+b") as file:  # 2 kB flipped in the middle: same size, same index
+        file.seek(hr.stat().st_size // 2)
+        middle = file.read(2048)
+        file.seek(hr.stat().st_size // 2)
+        file.write(bytes(b ^ 0xFF for b in middle))
+    refused = kedro(project, "--nodes=pretrain_generator",
+                    f"--params={TINY},{source},train_gan.resume=true", env=wide)
+    message = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0, message[-3000:]
+    assert f"not resuming {named}" in message and f"{hr}:" in message
+    assert "are not the ones data_prep wrote" in message and "re-run data_prep" in message
+    assert checkpoint.read_bytes() == saved
+
+    photographs(seed=10)  # other pixels, same names and sizes; data_prep then training
+    log = " ".join(succeeded(kedro(project, "--to-nodes=pretrain_generator",
+                                   f"--params={TINY},{source},train_gan.resume=true",
+                                   env=wide)).split())
+    assert "Resuming pretrain" not in log
+    assert f"Not resuming from {named}: it belongs to another run (data: the training " \
+           "store holds other pixels (data_prep was re-run on other images; re-run it on the " \
+           "images that run trained on to continue it)" in log
+    assert checkpoint.read_bytes() == saved

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from srgan_pipeline.params import PhaseParams, TrainGanParams, validate_params
 from srgan_pipeline.patches import StorePatchDataset, make_loader
 from srgan_pipeline.training import distributed, pretrain, train_adversarial
 from srgan_pipeline.training.distributed import SINGLE, World
-from srgan_pipeline.training_store import TrainingStore
+from srgan_pipeline.training_store import StoreError, TrainingStore
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,12 @@ def pretrain_generator(
     # Built even when phase 1 does not use it, so missing VGG weights stop the run now and
     # not after hours of pretraining, when phase 2 would need them.
     perceptual = _perceptual_loss(settings, _build_device(settings, device))
-    generator_config = {"scale": scale, **settings.generator.model_dump()}
-    generator = build_generator(generator_config, seed=cfg.seed)
-    identity = resume.run_identity(
-        "pretrain", cfg.model_dump(), generator=generator_config,
-        perceptual=_perceptual_identity(settings, cfg),
-        data=train_store.fingerprint())
+    generator = build_generator({"scale": scale, **settings.generator.model_dump()},
+                                seed=cfg.seed)
+    identity = phase_identity("pretrain", settings, train_store, scale)
     path = resume.checkpoint_path(settings.checkpoint_dir, "pretrain", identity)
     with _owned(settings, path):
-        start = _resume_from(settings, path, "pretrain", identity)
+        start = _resume_from(settings, path, "pretrain", identity, train_store)
         _log_run_settings("pretrain", device, perceptual, cfg, path, settings)
         state = _train(_Training("pretrain", settings, cfg, train_store, scale, generator, None,
                                  perceptual, start, path, identity, tracking.run_id()), device)
@@ -75,16 +73,10 @@ def train_adversarial_gan(
                   if cfg.perceptual_weight > 0 else None)
     generator = build_generator(pretrained["generator_config"], seed=cfg.seed)
     critic = Critic(**settings.critic.model_dump())
-    identity = resume.run_identity(
-        "adversarial", cfg.model_dump(), generator=pretrained["generator_config"],
-        critic=settings.critic.model_dump(), perceptual=_perceptual_identity(settings, cfg),
-        data=train_store.fingerprint(),
-        # Phase 2 belongs to the weights it starts from: a retrained or resumed phase 1
-        # makes an older adversarial checkpoint another run's.
-        started_from=resume.weights_fingerprint(evaluated_weights(pretrained)["generator"]))
+    identity = phase_identity("adversarial", settings, train_store, pretrained=pretrained)
     path = resume.checkpoint_path(settings.checkpoint_dir, "adversarial", identity)
     with _owned(settings, path):
-        own = _resume_from(settings, path, "adversarial", identity)
+        own = _resume_from(settings, path, "adversarial", identity, train_store)
         _log_run_settings("adversarial", device, perceptual, cfg, path, settings)
         state = _train(_Training("adversarial", settings, cfg, train_store, scale, generator,
                                  critic, perceptual, own or pretrained, path, identity,
@@ -94,6 +86,26 @@ def train_adversarial_gan(
                                                 "config", "critic_config", "stopped_because",
                                                 "run_identity", "mlflow_run_id")}
     return state, critic_state
+
+
+def phase_identity(phase: str, settings: TrainGanParams, store: TrainingStore,
+                   scale: int | None = None, pretrained: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """The run identity of ``phase`` (resume.run_identity): its settings, the architecture,
+    the perceptual loss, the training data and, for phase 2, the ``pretrained`` checkpoint it
+    starts from (phase 1 needs the ``scale`` instead)."""
+    cfg = getattr(settings, phase)
+    parts = {"perceptual": _perceptual_identity(settings, cfg), "data": store.fingerprint()}
+    if phase == "pretrain":
+        parts["generator"] = {"scale": scale, **settings.generator.model_dump()}
+    else:
+        parts |= {
+            "generator": pretrained["generator_config"], "critic": settings.critic.model_dump(),
+            # Phase 2 belongs to the weights it starts from: a retrained or resumed phase 1
+            # makes an older adversarial checkpoint another run's.
+            "started_from": resume.weights_fingerprint(
+                evaluated_weights(pretrained)["generator"])}
+    return resume.run_identity(phase, cfg.model_dump(), **parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +187,18 @@ def _perceptual_loss(settings: TrainGanParams, device: torch.device) -> VGGPerce
 
 
 def _perceptual_identity(settings: TrainGanParams, cfg: PhaseParams) -> dict[str, Any] | None:
-    """The perceptual loss a phase trains with, for its run identity (None when unused)."""
-    return settings.perceptual.model_dump() if cfg.perceptual_weight > 0 else None
+    """The perceptual loss a phase trains with, for its run identity (None when unused).
+
+    A weights file enters by its content: another file at the same path is another run, the
+    same file moved is not. ("imagenet" is torchvision's file, which it checks by its hash.)
+    """
+    if cfg.perceptual_weight <= 0:
+        return None
+    identity = settings.perceptual.model_dump()
+    if identity["weights"] not in ("imagenet", "random"):  # a path: the loss has opened it
+        with open(identity["weights"], "rb") as file:
+            identity["weights"] = "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+    return identity
 
 
 def _batches(store, scale, cfg, settings, device, start, world=SINGLE):
@@ -192,8 +214,8 @@ def _batches(store, scale, cfg, settings, device, start, world=SINGLE):
                        rank=world.rank, world_size=world.size)
 
 
-def _resume_from(settings: TrainGanParams, path: Path, phase: str,
-                 identity: dict[str, Any]) -> dict[str, Any] | None:
+def _resume_from(settings: TrainGanParams, path: Path, phase: str, identity: dict[str, Any],
+                 store: TrainingStore) -> dict[str, Any] | None:
     """This run's in-progress checkpoint of ``phase`` when ``train_gan.resume`` is true."""
     if not settings.resume:
         if path.exists():
@@ -202,6 +224,12 @@ def _resume_from(settings: TrainGanParams, path: Path, phase: str,
         return None
     state = resume.load_own(path, _read_checkpoint, phase, identity)
     if state is not None:
+        # The identity names the store's pixels by the digests data_prep recorded; a file
+        # changed since (by hand, a bad disk) would be continued on as if it were that data.
+        try:
+            store.verify_content()
+        except StoreError as error:
+            raise resume.ResumeError(f"not resuming {path}: {error}") from error
         logger.info("Resuming %s from step %d (%s)", phase, state["step"], path)
         tracking.link_resumed(state.get("mlflow_run_id"))
     return state

@@ -13,6 +13,8 @@ waits, so a rank that outlived its `kedro run` would be seen writing on afterwar
 A fourth field `pause` neither kills nor signals: the process waits at that rename until the
 file named by SRGAN_PAUSE_UNTIL exists, so a test can run something else at a certain point of
 a run (not a timing guess) and then let it go on.
+
+SRGAN_RECORD_SAMPLES="<file>" records the samples each training process serves (below).
 """
 
 import os
@@ -48,3 +50,36 @@ if _spec:
             _die()
 
     os.replace = _replace_then_maybe_die
+
+# SRGAN_RECORD_SAMPLES=<file>: append "<rank> <tile index> <crop seed>" for every sample a
+# training dataset serves (PatchDataset.__getitem__, as the DataLoader calls it), so a test sees
+# which samples of the stream a run actually trained on, not the counters the loop keeps.
+_record = os.environ.get("SRGAN_RECORD_SAMPLES")
+if _record:
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    class _RecordSamples(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "srgan_pipeline.patches":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run_module = spec.loader.exec_module
+
+            def exec_module(module):
+                run_module(module)
+                served = module.PatchDataset.__getitem__
+
+                def record(self, index):
+                    with open(_record, "a") as log:
+                        log.write(f"{os.environ.get('RANK', '0')} {index[0]} {index[1]}\n")
+                    return served(self, index)
+
+                module.PatchDataset.__getitem__ = record
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _RecordSamples())
