@@ -133,18 +133,28 @@ def close_orphaned_runs() -> list[str]:
         filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST}` = '{host}'",
     ):
         tags = other.data.tags
-        if other.info.run_id == run.info.run_id or not tags.get(PID, "").isdigit():
+        if other.info.run_id == run.info.run_id or _owner_alive(tags) is not False:
             continue
-        if _process_alive(int(tags[PID]), tags.get(STARTED) or None):
-            continue
-        client.set_tag(other.info.run_id, "srgan.closed_because",
-                       f"its process {tags[PID]} on {host} was gone when run "
-                       f"{run.info.run_id} started")
-        client.set_terminated(other.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+        _close_as_killed(client, other.info.run_id, f"its process {tags[PID]} on {host} was "
+                         f"gone when run {run.info.run_id} started")
         logger.warning("Closed MLflow run %s as KILLED: its process %s is gone",
                        other.info.run_id, tags[PID])
         closed.append(other.info.run_id)
     return closed
+
+
+def _owner_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the process that claimed a run lives; None where that cannot be told (a run
+    claimed on another host, or never claimed)."""
+    if tags.get(HOST) != socket.gethostname() or not tags.get(PID, "").isdigit():
+        return None
+    return _process_alive(int(tags[PID]), tags.get(STARTED) or None)
+
+
+def _close_as_killed(client: mlflow.MlflowClient, run: str, reason: str) -> None:
+    # Every run this project ends as KILLED says why, and names the run that closed it.
+    client.set_tag(run, "srgan.closed_because", reason)
+    client.set_terminated(run, status=RunStatus.to_string(RunStatus.KILLED))
 
 
 def link_resumed(previous_run_id: str | None) -> None:
@@ -161,5 +171,14 @@ def link_resumed(previous_run_id: str | None) -> None:
         return
     mlflow.set_tag("srgan.resumed_from_run", previous_run_id)
     client.set_tag(previous_run_id, "srgan.resumed_by_run", current)
-    if previous.info.status == "RUNNING":  # its process is gone: we hold its checkpoint's lock
-        client.set_terminated(previous_run_id, status=RunStatus.to_string(RunStatus.KILLED))
+    if previous.info.status != "RUNNING":
+        return
+    # We hold the checkpoint's lock, so its writer has left that phase, but a live process
+    # may be in its next one (a finished phase 1 resumed beside it): close only a run whose
+    # owner is gone, or unknown (a run close_orphaned_runs could not judge: unclaimed).
+    if _owner_alive(previous.data.tags):
+        logger.info("MLflow run %s, whose checkpoint this run resumes, is still live: left "
+                    "RUNNING", previous_run_id)
+        return
+    _close_as_killed(client, previous_run_id, f"run {current} resumed its checkpoint, whose "
+                     "lock its process no longer held")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,19 +68,26 @@ def test_a_dying_rank_fails_the_run_and_the_resume_reaches_the_uninterrupted_wei
         prepared, uninterrupted, tmp_path):
     project = copy_project(prepared, tmp_path / "project")
     training = "--nodes=pretrain_generator,train_adversarial"  # not the MLflow models' node
-    started = time.monotonic()
-    # rank 0 killed inside phase 2's second checkpoint write (the final one)
+    # rank 0 killed inside phase 2's second checkpoint write (the final one). A rank left
+    # waiting on its dead peer would hang for gloo's 30-minute timeout: kedro()'s 10-minute
+    # limit catches that, where a bound in seconds failed on a loaded 2-core machine (283 s).
     failed = kedro(project, "--pipelines=train_gan", training, f"--params={TWO}",
                    kill="before:in_progress/adversarial-:2")
     assert failed.returncode not in (0, -signal.SIGKILL)  # kedro reports it, not killed itself
-    assert time.monotonic() - started < 120
     message = " ".join((failed.stdout + failed.stderr).split())
     assert "data-parallel training stopped: rank 0 failed: Signal 9 (SIGKILL)" in message
     assert in_progress(project, "adversarial")["step"] == 2  # the last good checkpoint
+    (killed_phase_one,) = versions(project, "generator_pretrained")
 
     log = succeeded(kedro(project, "--pipelines=train_gan", training,
                           f"--params={TWO},train_gan.resume=true"))
-    assert "Resuming adversarial from step 2" in log
+    assert "Resuming pretrain from step 6" in log and "Resuming adversarial from step 2" in log
+    # Phase 1 was never killed: the killed run's own result must be the uninterrupted one
+    # (two-process training is deterministic), and the resume, entering phase 1 at its final
+    # step, must hand on exactly that state (no retraining, no other rank's state).
+    killed = torch.load(killed_phase_one, weights_only=True)
+    assert_same_weights(killed, latest(uninterrupted, "generator_pretrained"))
+    assert_same_weights(latest(project, "generator_pretrained"), killed)
     for name in ("generator_pretrained", "generator_gan", "critic"):
         assert_same_weights(latest(project, name), latest(uninterrupted, name))
     first, second = mlflow_runs(project)

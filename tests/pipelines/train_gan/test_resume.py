@@ -21,6 +21,8 @@ import torch
 from conftest import QUIET_ENV, kedro_project, write_image
 from filelock import FileLock
 
+from srgan_pipeline import tracking
+
 FAULTS = Path(__file__).parent / "faults"
 TINY = ",".join([
     "train_gan.num_workers=0", "train_gan.generator.channels=8",
@@ -153,11 +155,20 @@ def test_phase_two_never_resumes_a_checkpoint_of_other_pretrained_weights(projec
     killed = kedro(project, "--pipelines=train_gan", f"--params={TINY}",
                    kill="after:in_progress/adversarial-:1")
     assert killed.returncode == -signal.SIGKILL
+    # The killed run as the suite once found one: without the tags naming its process, so the
+    # next run cannot judge it an orphan; its resume must still close it with the reason.
+    (unclaimed,) = mlflow_runs(project)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for tag in (tracking.HOST, tracking.PID, tracking.STARTED):
+        client.delete_tag(unclaimed.info.run_id, tag)
     longer = TINY.replace("pretrain.iterations=6", "pretrain.iterations=8")
     log = succeeded(kedro(project, "--pipelines=train_gan", f"--params={longer},"
                                                              "train_gan.resume=true"))
     assert "Resuming pretrain from step 6" in log
     assert "Not resuming from" in log and "started_from" in log
+    first, second = mlflow_runs(project)
+    assert first.info.status == "KILLED"
+    assert second.info.run_id in first.data.tags["srgan.closed_because"]
 
     reference = tmp_path.parent / f"{tmp_path.name}_reference"
     shutil.copytree(project, reference, ignore=shutil.ignore_patterns("06_models", "mlflow.db"))
