@@ -64,13 +64,18 @@ def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return workdir
 
 
-# Training shrunk to seconds: enough to exercise every node, checkpoint and MLflow record.
-TINY_TRAINING = ",".join([
-    "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
-    "train_gan.critic.base_channels=8", "train_gan.pretrain.iterations=4",
-    "train_gan.pretrain.batch_size=2", "train_gan.adversarial.iterations=2",
-    "train_gan.adversarial.batch_size=2", "train_gan.adversarial.n_critic=1",
-])
+def tiny_training(settings: dict[str, object] | None = None) -> str:
+    """The ``--params`` value of a train_gan shrunk to seconds (8-channel, 1-block models,
+    batches of 2, a few steps): enough to exercise every node, checkpoint and MLflow record.
+    ``settings`` (keys under ``train_gan``) are added or replace the defaults."""
+    values = {"num_workers": 0, "generator.channels": 8, "generator.num_blocks": 1,
+              "critic.base_channels": 8, "pretrain.iterations": 4, "pretrain.batch_size": 2,
+              "adversarial.iterations": 2, "adversarial.batch_size": 2,
+              "adversarial.n_critic": 1} | (settings or {})
+    return ",".join(f"train_gan.{key}={value}" for key, value in values.items())
+
+
+TINY_TRAINING = tiny_training()
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
@@ -150,6 +155,28 @@ def copy_project(source: Path, dest: Path) -> Path:
 def versions(folder: Path) -> set[str]:
     """The version folders of a versioned Kedro dataset (empty when it was never saved)."""
     return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def latest_version(dataset: Path) -> Path:
+    """The newest saved file (or partition folder) of a versioned Kedro dataset at ``dataset``
+    (``.../<name>/<version>/<name>``)."""
+    saved = sorted(dataset.glob(f"*/{dataset.name}"))
+    assert saved, f"{dataset} holds no saved version"
+    return saved[-1]
+
+
+def checkpoint_versions(workdir: Path, name: str) -> list[Path]:
+    """The saved versions of checkpoint ``name`` (e.g. generator_gan) in a project, oldest
+    first."""
+    return sorted((workdir / "data" / "06_models" / f"{name}.pt").glob(f"*/{name}.pt"))
+
+
+def latest_checkpoint(workdir: Path, name: str) -> dict:
+    """The newest saved version of checkpoint ``name`` in a project, loaded."""
+    import torch
+
+    return torch.load(latest_version(workdir / "data" / "06_models" / f"{name}.pt"),
+                      weights_only=True)
 
 
 def new_version(folder: Path, before: set[str]) -> str:

@@ -11,6 +11,7 @@ from conftest import (
     kedro_project,
     kedro_run,
     kedro_run_fails,
+    latest_version,
     new_version,
     versions,
     write_image,
@@ -20,11 +21,6 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
 from srgan_pipeline.imaging import imresize
-
-
-def latest(folder, name):
-    path, = (folder / name).glob(f"*/{name}")
-    return path
 
 
 @pytest.fixture
@@ -51,14 +47,14 @@ def test_the_summary_table_is_printed_and_saved(quickstart):
     workdir, stdout = quickstart
     assert "| skimage_heldout | srgan |" in stdout
     reporting = workdir / "data" / "08_reporting"
-    summary = json.loads(latest(reporting, "evaluation_summary.json").read_text())
+    summary = json.loads(latest_version(reporting / "evaluation_summary.json").read_text())
     assert sorted(summary["skimage_heldout"]) == ["bicubic", "srgan", "srresnet"]
     expected, images = bicubic_psnr_y(workdir)
     assert summary["skimage_heldout"]["bicubic"]["images"] == images == 2
     assert summary["skimage_heldout"]["bicubic"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
-    table = latest(reporting, "evaluation_summary.md").read_text()
+    table = latest_version(reporting / "evaluation_summary.md").read_text()
     assert table.startswith("| set | model |") and table.count("\n") == 2 + 3
-    per_image = latest(reporting, "evaluation_per_image.csv").read_text().splitlines()
+    per_image = latest_version(reporting / "evaluation_per_image.csv").read_text().splitlines()
     assert per_image[0] == "set,image,model,height,width,psnr_y,ssim_y,psnr_rgb,precision"
     # the quickstart's evaluation.precision is fp32 (published tables); bicubic is float64
     assert {model: row["precision"] for model, row in summary["skimage_heldout"].items()} == {
@@ -68,12 +64,12 @@ def test_the_summary_table_is_printed_and_saved(quickstart):
 
 def test_figures_and_sr_outputs_are_versioned_images(quickstart):
     workdir, _ = quickstart
-    figures = sorted(latest(workdir / "data" / "08_reporting", "evaluation_comparisons")
+    figures = sorted(latest_version(workdir / "data" / "08_reporting" / "evaluation_comparisons")
                      .rglob("*.png"))
     assert [f.name for f in figures] == ["chelsea.png", "rocket.png"]
     figure = np.asarray(Image.open(figures[0]))
     assert figure.shape[1] > 4 * figure.shape[0]  # five panels side by side
-    samples = latest(workdir / "data" / "07_model_output", "evaluation_sr_samples")
+    samples = latest_version(workdir / "data" / "07_model_output" / "evaluation_sr_samples")
     assert len(list(samples.rglob("*.png"))) == 2 * 3
     hr = Image.open(workdir / "data/05_model_input/eval/skimage_heldout/HR/chelsea.png")
     assert Image.open(samples / "skimage_heldout" / "chelsea_srgan.png").size == hr.size
@@ -84,8 +80,8 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     run, = client.search_runs([client.get_experiment_by_name("srgan_pipeline").experiment_id])
     metrics = run.data.metrics
-    summary = json.loads(latest(workdir / "data" / "08_reporting",
-                                "evaluation_summary.json").read_text())
+    summary = json.loads(latest_version(workdir / "data" / "08_reporting" /
+                                        "evaluation_summary.json").read_text())
     for model in ("bicubic", "srresnet", "srgan"):  # MLflow holds the figures of the table
         for metric in ("psnr_y", "ssim_y"):
             assert metrics[f"skimage_heldout/{model}/{metric}"] == pytest.approx(

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import copy_project
-from test_resume import TINY, assert_same_weights, kedro, latest, mlflow_runs, succeeded
+from conftest import checkpoint_versions, copy_project, latest_checkpoint
+from test_resume import TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
 from srgan_pipeline.training_store import TrainingStore
 
@@ -40,10 +40,6 @@ def uninterrupted(prepared, tmp_path_factory) -> Path:
     return workdir
 
 
-def versions(workdir: Path, name: str) -> list[Path]:
-    return sorted((workdir / "data" / "06_models" / f"{name}.pt").glob(f"*/{name}.pt"))
-
-
 def in_progress(workdir: Path, phase: str) -> dict:
     (path,) = (workdir / "data/06_models/in_progress").glob(f"{phase}-*.pt")
     return torch.load(path, weights_only=True)
@@ -57,8 +53,8 @@ def test_two_processes_make_one_mlflow_run_and_one_checkpoint_per_phase(uninterr
     client_metrics = run.data.metrics
     assert {"pretrain/pixel", "gan/adversarial", "critic/gradient_penalty"} <= set(client_metrics)
     for name in ("generator_pretrained", "generator_gan", "critic"):
-        assert len(versions(uninterrupted, name)) == 1, name
-    final = latest(uninterrupted, "generator_pretrained")
+        assert len(checkpoint_versions(uninterrupted, name)) == 1, name
+    final = latest_checkpoint(uninterrupted, "generator_pretrained")
     assert (final["step"], final["batches"], final["samples"]) == (6, 6, 6 * 2 * 2)
     assert final["mlflow_run_id"] == run.info.run_id
     assert len(final["rng"]["ranks"]) == 2
@@ -77,7 +73,7 @@ def test_a_dying_rank_fails_the_run_and_the_resume_reaches_the_uninterrupted_wei
     message = " ".join((failed.stdout + failed.stderr).split())
     assert "data-parallel training stopped: rank 0 failed: Signal 9 (SIGKILL)" in message
     assert in_progress(project, "adversarial")["step"] == 2  # the last good checkpoint
-    (killed_phase_one,) = versions(project, "generator_pretrained")
+    (killed_phase_one,) = checkpoint_versions(project, "generator_pretrained")
 
     log = succeeded(kedro(project, "--pipelines=train_gan", training,
                           f"--params={TWO},train_gan.resume=true"))
@@ -86,10 +82,11 @@ def test_a_dying_rank_fails_the_run_and_the_resume_reaches_the_uninterrupted_wei
     # (two-process training is deterministic), and the resume, entering phase 1 at its final
     # step, must hand on exactly that state (no retraining, no other rank's state).
     killed = torch.load(killed_phase_one, weights_only=True)
-    assert_same_weights(killed, latest(uninterrupted, "generator_pretrained"))
-    assert_same_weights(latest(project, "generator_pretrained"), killed)
+    assert_same_weights(killed, latest_checkpoint(uninterrupted, "generator_pretrained"))
+    assert_same_weights(latest_checkpoint(project, "generator_pretrained"), killed)
     for name in ("generator_pretrained", "generator_gan", "critic"):
-        assert_same_weights(latest(project, name), latest(uninterrupted, name))
+        assert_same_weights(latest_checkpoint(project, name),
+                            latest_checkpoint(uninterrupted, name))
     first, second = mlflow_runs(project)
     assert first.info.status == "FAILED"
     assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
@@ -131,7 +128,7 @@ def test_a_killed_kedro_run_takes_its_ranks_and_resumes_under_one_process(prepar
                           f"--params={TINY},train_gan.resume=true",
                           env={"SRGAN_RECORD_SAMPLES": str(resumed_record)}))
     assert "Resuming pretrain from step 2" in log
-    final = latest(project, "generator_pretrained")
+    final = latest_checkpoint(project, "generator_pretrained")
     # steps 3-6 in one process: batch 2 each, from sample 8, where the killed run stopped
     assert (final["step"], final["samples"]) == (6, 8 + 4 * 2)
     # ... and what the dataset served says so, not only the loop's counters: global batch 0
@@ -156,7 +153,7 @@ def test_a_run_killed_in_one_process_resumes_under_two_at_the_sample_it_reached(
                           f"--params={TWO},train_gan.resume=true",
                           env={"SRGAN_RECORD_SAMPLES": str(resumed_record)}))
     assert "Resuming pretrain from step 2" in log
-    final = latest(project, "generator_pretrained")
+    final = latest_checkpoint(project, "generator_pretrained")
     # steps 3-6 under two processes: a global batch of 2 x 2 each, from sample 4
     assert (final["step"], final["samples"]) == (6, 4 + 4 * 2 * 2)
     assert served(killed_record)[0][:4] == stream(project, 0, 4)

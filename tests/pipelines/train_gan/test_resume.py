@@ -18,35 +18,27 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import QUIET_ENV, kedro_project, write_image
+from conftest import QUIET_ENV, kedro_project, latest_checkpoint, tiny_training, write_image
+from conftest import kedro as run_kedro
 from filelock import FileLock
 
 from srgan_pipeline import tracking
 
 FAULTS = Path(__file__).parent / "faults"
-TINY = ",".join([
-    "train_gan.num_workers=0", "train_gan.generator.channels=8",
-    "train_gan.generator.num_blocks=1", "train_gan.critic.base_channels=8",
-    "train_gan.pretrain.iterations=6", "train_gan.pretrain.batch_size=2",
-    "train_gan.pretrain.log_every=2", "train_gan.pretrain.checkpoint_every=2",
-    "train_gan.adversarial.iterations=4", "train_gan.adversarial.batch_size=2",
-    "train_gan.adversarial.n_critic=1", "train_gan.adversarial.log_every=1",
-    "train_gan.adversarial.checkpoint_every=2",
-])
+TINY = tiny_training({"pretrain.iterations": 6, "pretrain.log_every": 2,
+                     "pretrain.checkpoint_every": 2, "adversarial.iterations": 4,
+                     "adversarial.log_every": 1, "adversarial.checkpoint_every": 2})
 
 
 def kedro(workdir: Path, *args: str, kill: str | None = None,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`kedro run --env=quickstart ARGS` in a new process; `kill` arms the fault injector;
-    ``env`` entries are added to the child's environment."""
-    env = {**os.environ, **QUIET_ENV, **(env or {})}
-    env.pop("SRGAN_KILL", None)
-    if kill:
-        env["SRGAN_KILL"] = kill
-    if kill or "SRGAN_RECORD_SAMPLES" in env:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart", *args],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    """`kedro run --env=quickstart ARGS` in a new process (conftest's `kedro`); `kill` arms the
+    fault injector; ``env`` entries are added to the child's environment."""
+    faults = {"SRGAN_KILL": kill or ""} | (env or {})
+    if kill or faults.get("SRGAN_RECORD_SAMPLES"):
+        faults["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULTS),
+                                                             os.environ.get("PYTHONPATH")]))
+    return run_kedro(workdir, "run", "--env=quickstart", *args, env=faults)
 
 
 def succeeded(done: subprocess.CompletedProcess) -> str:
@@ -69,11 +61,6 @@ def project(prepared, tmp_path, monkeypatch) -> Path:
     """A fresh copy of the prepared project (its own checkpoints and mlflow.db)."""
     shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
     return kedro_project(tmp_path, monkeypatch)
-
-
-def latest(workdir: Path, name: str) -> dict:
-    versions = sorted((workdir / "data" / "06_models" / f"{name}.pt").glob(f"*/{name}.pt"))
-    return torch.load(versions[-1], weights_only=True)
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
@@ -120,7 +107,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(project, uninterrupte
                           f"--params={TINY},train_gan.resume=true"))
     log = " ".join(log.split())  # the console wraps long log lines
     for name in ("generator_pretrained", "generator_gan", "critic"):
-        assert_same_weights(latest(project, name), latest(uninterrupted, name))
+        assert_same_weights(latest_checkpoint(project, name),
+                            latest_checkpoint(uninterrupted, name))
 
     # MLflow: the killed run is closed, not RUNNING forever, and linked to its resume
     first, second = mlflow_runs(project)
@@ -174,7 +162,7 @@ def test_phase_two_never_resumes_a_checkpoint_of_other_pretrained_weights(projec
     shutil.copytree(project, reference, ignore=shutil.ignore_patterns("06_models", "mlflow.db"))
     succeeded(kedro(reference, "--pipelines=train_gan", f"--params={longer}"))
     for name in ("generator_pretrained", "generator_gan", "critic"):
-        assert_same_weights(latest(project, name), latest(reference, name))
+        assert_same_weights(latest_checkpoint(project, name), latest_checkpoint(reference, name))
 
 
 def test_each_run_logs_its_own_checkpoints_and_a_live_run_is_never_shared(project):
@@ -209,7 +197,7 @@ def test_each_run_logs_its_own_checkpoints_and_a_live_run_is_never_shared(projec
     assert first["run_identity"]["digest"] != second["run_identity"]["digest"]
 
     # the same settings again while a process holds that run's checkpoint
-    checkpoint = latest(project, "generator_pretrained")
+    checkpoint = latest_checkpoint(project, "generator_pretrained")
     digest = checkpoint["run_identity"]["digest"]
     lock = project / "data/06_models/in_progress" / f"pretrain-{digest}.pt.lock"
     with FileLock(str(lock)):
@@ -223,7 +211,7 @@ def test_a_plain_state_dict_pinned_as_a_checkpoint_is_refused_clearly(uninterrup
     version = "2026-01-01T00.00.00.000Z"
     target = uninterrupted / "data/06_models/generator_gan.pt" / version / "generator_gan.pt"
     target.parent.mkdir(parents=True)
-    torch.save(latest(uninterrupted, "generator_gan")["generator"], target)
+    torch.save(latest_checkpoint(uninterrupted, "generator_gan")["generator"], target)
     try:
         inputs = tmp_path / "in"
         shutil.copytree(uninterrupted / "data/05_model_input/eval/skimage_heldout/LR_x4", inputs)

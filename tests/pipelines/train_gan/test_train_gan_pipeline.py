@@ -17,7 +17,9 @@ from conftest import (
     copy_project,
     kedro_project,
     kedro_run,
+    latest_checkpoint,
     new_version,
+    tiny_training,
     versions,
 )
 from PIL import Image
@@ -25,15 +27,10 @@ from PIL import Image
 from srgan_pipeline.checkpoints import build_generator, generator_from_checkpoint
 from srgan_pipeline.inference import upscale
 
-TINY = ",".join([
-    "train_gan.num_workers=0", "train_gan.generator.channels=8", "train_gan.generator.num_blocks=1",
-    "train_gan.critic.base_channels=8",
-    "train_gan.pretrain.iterations=6", "train_gan.pretrain.batch_size=2",
-    "train_gan.pretrain.log_every=2", "train_gan.pretrain.checkpoint_every=3",
-    "train_gan.adversarial.iterations=2", "train_gan.adversarial.batch_size=2",
-    "train_gan.adversarial.n_critic=2", "train_gan.adversarial.log_every=1",
-    "train_gan.adversarial.checkpoint_every=1", "train_gan.adversarial.perceptual_weight=0.1",
-])
+TINY = tiny_training({"pretrain.iterations": 6, "pretrain.log_every": 2,
+                     "pretrain.checkpoint_every": 3, "adversarial.n_critic": 2,
+                     "adversarial.log_every": 1, "adversarial.checkpoint_every": 1,
+                     "adversarial.perceptual_weight": 0.1})
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +42,6 @@ def trained(tmp_path_factory):
     return workdir
 
 
-def latest(workdir, name):
-    path, = (workdir / "data" / "06_models" / f"{name}.pt").glob("*/*.pt")
-    return torch.load(path, weights_only=True)
-
-
 def trainable(state):
     """The learned weights of a generator state dict (BatchNorm running statistics also move
     without an optimiser step)."""
@@ -58,7 +50,7 @@ def trainable(state):
 
 
 def test_checkpoints_are_versioned_and_complete(trained):
-    pretrained, gan, critic = (latest(trained, n) for n in ("generator_pretrained",
+    pretrained, gan, critic = (latest_checkpoint(trained, n) for n in ("generator_pretrained",
                                                              "generator_gan", "critic"))
     assert (pretrained["phase"], pretrained["step"]) == ("pretrain", 6)
     assert (gan["phase"], gan["step"]) == ("adversarial", 2)
