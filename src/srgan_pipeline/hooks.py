@@ -15,6 +15,7 @@ from srgan_pipeline.params import (
     blocks_read_by,
     validate_params,
 )
+from srgan_pipeline.training import stop
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,35 @@ class RunIsolationHooks:
         if tracking.active():
             tracking.claim_run()
             tracking.close_orphaned_runs()
+
+
+class StopOnSignalHooks:
+    """SIGTERM and SIGINT (docker stop, Kubernetes, Slurm, Ctrl-C) end a run as KILLED, with
+    the signal's name in the tag ``srgan.stopped_by_signal``: training stops at its next step
+    boundary with a checkpoint written there, any other node at once (training/stop.py).
+
+    ``trylast``: the run kedro-mlflow opened is known; on error, after kedro-mlflow's hook has
+    ended it FAILED (it fails itself when it finds no active run to end).
+    """
+
+    def __init__(self) -> None:
+        self._run: str | None = None
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        stop.install()
+        self._run = tracking.run_id()
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        stop.uninstall()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any,
+                          catalog: Any) -> None:
+        stop.uninstall()
+        if isinstance(error, stop.Interrupted) and self._run is not None:
+            tracking.end_killed(self._run, error.signal_name, str(error))
 
 
 def pin_own_outputs(pipeline: Any, catalog: Any) -> list[str]:

@@ -9,7 +9,11 @@ import os
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from srgan_pipeline.hooks import RunIsolationHooks, ValidateParametersHook  # noqa: E402
+from srgan_pipeline.hooks import (  # noqa: E402
+    RunIsolationHooks,
+    StopOnSignalHooks,
+    ValidateParametersHook,
+)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -17,5 +21,5 @@ CONFIG_LOADER_ARGS = {
 }
 
 # Every parameter block a run reads is checked before its first node (params.py); each run
-# reads back its own outputs and owns its MLflow run (hooks.py).
-HOOKS = (ValidateParametersHook(), RunIsolationHooks())
+# reads back its own outputs and owns its MLflow run, which SIGTERM/SIGINT end KILLED (hooks.py).
+HOOKS = (ValidateParametersHook(), RunIsolationHooks(), StopOnSignalHooks())

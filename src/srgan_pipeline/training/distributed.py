@@ -13,7 +13,9 @@ gather every rank's RNG state for a checkpoint. ``SINGLE`` is the one-process wo
 of these is the identity, so ``nproc_per_node: 1`` runs exactly the code it ran before.
 
 Faults: ``max_restarts=0``; a rank that raises or dies ends every rank, and ``launch`` raises
-:class:`DistributedTrainingError` naming the rank and its error. A rank whose parent (the
+:class:`DistributedTrainingError` naming the rank and its error. SIGTERM or SIGINT to the
+``kedro run`` (the launcher passes it on) or to the ranks: they agree on a step, rank 0 writes
+the checkpoint there, and ``launch`` raises ``stop.Interrupted``. A rank whose parent (the
 ``kedro run`` process) is killed exits within a second, so a killed run leaves no orphan
 writing its checkpoint.
 """
@@ -35,6 +37,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from srgan_pipeline.training import stop
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +179,7 @@ def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any
     processes. Raises DistributedTrainingError when any rank, here or on another machine,
     fails.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -197,9 +202,17 @@ def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any
                threads=threads, sync_batchnorm=settings.sync_batchnorm, parent=os.getpid(),
                log_level=logging.getLogger("srgan_pipeline").getEffectiveLevel())
     try:
-        return elastic_launch(config, _worker)(job, fn, args)
+        with stop.handlers():  # torch's launcher installs its own and leaves them installed
+            return elastic_launch(config, _worker)(job, fn, args)
+    except SignalException as error:
+        # The launcher passed the signal on to the ranks and waited for them: they stopped at
+        # their next step boundary and rank 0 wrote the checkpoint (stop.py).
+        raise stop.Interrupted(error.sigval.name) from None
     except ChildFailedError as error:
-        raise DistributedTrainingError(_describe(error)) from None
+        message = _describe(error)
+        if stop.named_in(message):  # the ranks alone were signalled, e.g. by `kill <pid>`
+            raise stop.Interrupted(stop.named_in(message)) from None
+        raise DistributedTrainingError(message) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +229,7 @@ def _worker(job: _Job, fn: Callable[..., Any], args: tuple) -> Any:
     """A rank's life: join the group, run ``fn``, leave (elastic_launch sets RANK etc.)."""
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     _exit_with_parent(job.parent)
+    stop.install()  # SIGTERM/SIGINT, from the launcher or the user: stop at a step boundary
     _log_as(rank, job.log_level)
     torch.set_num_threads(job.threads)
     device = torch.device(job.device_type, local_rank if job.device_type == "cuda" else None)

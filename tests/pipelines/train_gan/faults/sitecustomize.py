@@ -1,14 +1,17 @@
-"""Fault injection for the resume tests: kill this process with SIGKILL at a chosen file write.
+"""Fault injection for the resume tests: signal this process at a chosen file write.
 
 Put this folder on PYTHONPATH and set SRGAN_KILL="<when>:<part of the destination path>:<n>":
 at the n-th atomic rename (os.replace) onto a path containing that part, the process kills
-itself `before` the rename (a checkpoint write cut in the middle: its temporary file is
-written, the target is not) or `after` it. Nothing else changes, so the run is the real
-`kedro run` up to the moment of the kill.
+itself with SIGKILL `before` the rename (a checkpoint write cut in the middle: its temporary
+file is written, the target is not) or `after` it. Nothing else changes, so the run is the
+real `kedro run` up to the moment of the kill.
 
-A fourth field `parent` kills the process's parent instead: a data-parallel training rank's
-`kedro run` (the rank writes the checkpoints), killed under its running ranks. The rank then
-waits, so a rank that outlived its `kedro run` would be seen writing on afterwards.
+A fourth field names whom: `parent` kills the process's parent instead (a data-parallel
+training rank's `kedro run`, killed under its running ranks; the rank then waits, so a rank
+that outlived its `kedro run` would be seen writing on afterwards), `group` signals this
+process's whole process group (Ctrl-C in a terminal, Slurm), `self` (the default) only this
+process. A fifth names the signal (default KILL): with TERM or INT the process goes on, so
+that it can act on the signal as it would on one from outside, at a moment that is certain.
 """
 
 import os
@@ -17,15 +20,20 @@ import time
 
 _spec = os.environ.get("SRGAN_KILL")
 if _spec:
-    _when, _part, _nth, *_whom = _spec.split(":")
+    _when, _part, _nth, *_rest = _spec.split(":")
+    _whom = _rest[0] if _rest else "self"
+    _signal = getattr(signal, f"SIG{_rest[1]}") if len(_rest) > 1 else signal.SIGKILL
     _seen = [0]
 
     def _die():
-        if _whom == ["parent"]:
-            os.kill(os.getppid(), signal.SIGKILL)
-            time.sleep(3)
+        if _whom == "parent":
+            os.kill(os.getppid(), _signal)
+        elif _whom == "group":
+            os.killpg(os.getpgid(0), _signal)
         else:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), _signal)
+        if _signal == signal.SIGKILL and _whom == "parent":
+            time.sleep(3)
 
     _replace = os.replace
 
