@@ -11,7 +11,8 @@ training rank's `kedro run`, killed under its running ranks; the rank then waits
 that outlived its `kedro run` would be seen writing on afterwards), `group` signals this
 process's whole process group (Ctrl-C in a terminal, Slurm), `self` (the default) only this
 process. A fifth names the signal (default KILL): with TERM or INT the process goes on, so
-that it can act on the signal as it would on one from outside, at a moment that is certain.
+that it can act on the signal as it would on one from outside, at a moment that is certain
+(sent to the parent, it first waits until the parent has passed the signal back to it).
 """
 
 import os
@@ -34,6 +35,16 @@ if _spec:
             os.kill(os.getpid(), _signal)
         if _signal == signal.SIGKILL and _whom == "parent":
             time.sleep(3)
+        elif _whom == "parent":  # until the parent has passed the signal back (torch does)
+            _wait_for_own_stop_request()
+
+    def _wait_for_own_stop_request(limit_s=60):
+        import sys
+
+        stop = sys.modules.get("srgan_pipeline.training.stop")
+        deadline = time.monotonic() + limit_s
+        while stop is not None and not stop.requested() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     _replace = os.replace
 
