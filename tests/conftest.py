@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -457,3 +458,30 @@ def pytest_collection_modifyitems(config, items):
         for group in groups:
             rng.shuffle(group)
     items[:] = [item for group in groups for item in group]
+
+
+# --------------------------------------------------------------------------------------------
+# A small tmpfs mounted by a test: a real full disk (ENOSPC) or a read-only folder (EROFS),
+# not a patched call. Needs mount rights (root here and in CI); skips with the reason otherwise.
+# --------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str, read_only: bool = False):
+    """A tmpfs of ``size`` (mount's syntax: 256k, 2m) on ``folder`` while inside; resize it
+    with ``remount(folder, size)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs on {folder} ({done.stderr.strip()}): this check "
+                    "needs a real full or read-only disk")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def remount(folder: Path, size: str) -> None:
+    """Give a test's tmpfs on ``folder`` a new size (the user freeing space)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
