@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -60,6 +62,56 @@ class ValidateParametersHook:
         if errors:
             raise ParameterError("Invalid parameters (nothing was run):\n" + "\n".join(errors))
         logger.info("Parameters valid: %s", ", ".join(blocks))
+
+
+class UnwritableOutputError(RuntimeError):
+    """An output folder of the run cannot be written; raised before any node runs."""
+
+
+class WritableOutputsHook:
+    """Refuses a run whose output folders cannot be written (read-only disk, no permission),
+    before any node runs and before kedro-mlflow opens a run: otherwise training would run
+    for hours and fail at its first save. Each folder is probed with a temporary file, which
+    sees what the kernel allows (root, read-only mounts, ACLs), not the permission bits.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        folders: dict[Path, list[str]] = {}
+        for name, folder in _output_folders(pipeline, catalog):
+            folders.setdefault(folder, []).append(name)
+        refused = [f"{folder} ({', '.join(names)}): {reason}" for folder, names
+                   in folders.items() if (reason := _not_writable(folder))]
+        if refused:
+            raise UnwritableOutputError(
+                "Output folders that cannot be written (nothing was run):\n"
+                + "\n".join(refused) + "\nMake them writable, or point the datasets elsewhere "
+                "(conf/local/catalog.yml; train_gan.checkpoint_dir for checkpoints)")
+
+
+def _output_folders(pipeline, catalog):
+    """(name, folder) of each local file output of ``pipeline``, and the training
+    checkpoints' folder when the run trains."""
+    for name in sorted(pipeline.all_outputs()):
+        dataset = catalog[name] if name in catalog else None
+        path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+        if path is not None and getattr(dataset, "_protocol", "file") == "file":
+            yield name, Path(str(path))
+    if "train_gan" in blocks_read_by(pipeline) and "params:train_gan" in catalog:
+        yield "train_gan.checkpoint_dir", Path(validate_params(
+            "train_gan", catalog["params:train_gan"].load()).checkpoint_dir)
+
+
+def _not_writable(path: Path) -> str | None:
+    """Why no file can be made where ``path`` is or will be (None: one can)."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as error:
+        return f"{error.strerror} (in {folder})"
 
 
 class RunIsolationHooks:

@@ -13,6 +13,7 @@ from srgan_pipeline.hooks import (  # noqa: E402
     RunIsolationHooks,
     StopOnSignalHooks,
     ValidateParametersHook,
+    WritableOutputsHook,
 )
 
 CONFIG_LOADER_ARGS = {
@@ -20,6 +21,8 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-# Every parameter block a run reads is checked before its first node (params.py); each run
-# reads back its own outputs and owns its MLflow run, which SIGTERM/SIGINT end KILLED (hooks.py).
-HOOKS = (ValidateParametersHook(), RunIsolationHooks(), StopOnSignalHooks())
+# Every parameter block a run reads, then every output folder, is checked before its first node
+# (params.py; pluggy calls the later registered first); each run reads back its own outputs and
+# owns its MLflow run, which SIGTERM/SIGINT end KILLED (hooks.py).
+HOOKS = (WritableOutputsHook(), ValidateParametersHook(), RunIsolationHooks(),
+         StopOnSignalHooks())

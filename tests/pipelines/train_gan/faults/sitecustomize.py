@@ -10,9 +10,10 @@ A fourth field names whom: `parent` kills the process's parent instead (a data-p
 training rank's `kedro run`, killed under its running ranks; the rank then waits, so a rank
 that outlived its `kedro run` would be seen writing on afterwards), `group` signals this
 process's whole process group (Ctrl-C in a terminal, Slurm), `self` (the default) only this
-process. A fifth names the signal (default KILL): with TERM or INT the process goes on, so
-that it can act on the signal as it would on one from outside, at a moment that is certain
-(sent to the parent, it first waits until the parent has passed the signal back to it).
+process; `sockets` kills nothing but writes the sockets its process group listens on to the
+file $SRGAN_SOCKETS. A fifth names the signal (default KILL): with TERM or INT the process
+goes on, so that it can act on the signal as it would on one from outside, at a moment that
+is certain (sent to the parent, it first waits until the parent has passed it back).
 """
 
 import os
@@ -27,7 +28,9 @@ if _spec:
     _seen = [0]
 
     def _die():
-        if _whom == "parent":
+        if _whom == "sockets":  # not a fault: a record of what listens, at a certain moment
+            _record_listening_sockets(os.environ["SRGAN_SOCKETS"])
+        elif _whom == "parent":
             os.kill(os.getppid(), _signal)
         elif _whom == "group":
             os.killpg(os.getpgid(0), _signal)
@@ -45,6 +48,27 @@ if _spec:
         deadline = time.monotonic() + limit_s
         while stop is not None and not stop.requested() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def _record_listening_sockets(log):
+        """The /proc/net/tcp{,6} lines of the sockets this process group listens on."""
+        group, inodes = os.getpgid(0), set()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getpgid(int(pid)) != group:
+                    continue
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+        with open(log, "w") as out:
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                with open(table) as lines:
+                    for line in list(lines)[1:]:
+                        fields = line.split()
+                        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                            out.write(f"{table} {fields[1]}\n")
 
     _replace = os.replace
 
