@@ -59,11 +59,12 @@ def uninterrupted(prepared, tmp_path_factory):
     return weights
 
 
-def kedro_job(workdir: Path, *args: str, kill: str, env: dict[str, str] | None = None
+def kedro_job(workdir: Path, *args: str, kill: str = "", env: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess:
-    """test_resume's `kedro` with the fault injector armed, in a process group of its own, as
-    a shell runs a job: a signal to the group reaches the run and its ranks, not pytest."""
-    env = {**os.environ, **QUIET_ENV, "SRGAN_KILL": kill,
+    """test_resume's `kedro` with the fault injector armed (``kill``), in a process group of
+    its own, as a shell runs a job: a signal to the group reaches the run and its ranks, not
+    pytest. Kedro's error box as wide as its longest line (COLUMNS), so no path is cut."""
+    env = {**os.environ, **QUIET_ENV, "SRGAN_KILL": kill, "COLUMNS": "400",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
            **(env or {})}
     return subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart", *args],
@@ -139,7 +140,8 @@ def test_an_unwritable_output_folder_is_refused_before_training_starts(prepared,
     project = copy_project(prepared, tmp_path / "project")
     folder = project / "data/06_models/generator_pretrained.pt"
     with tmpfs(folder, "64k", read_only=True):
-        refused = kedro(project, "--pipelines=train_gan", PHASE_ONE, f"--params={settings(1)}")
+        refused = kedro_job(project, "--pipelines=train_gan", PHASE_ONE,
+                            f"--params={settings(1)}")
     output = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode == 1, output[-3000:]
     assert "Output folders that cannot be written (nothing was run)" in output
