@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -535,8 +536,7 @@ def scored_checkpoint(workdir: Path, kind: str) -> dict:
 
     from srgan_pipeline.checkpoints import GENERATOR_DATASETS
 
-    name = f"{GENERATOR_DATASETS[kind]}.pt"
-    path, = (workdir / "data" / "06_models" / name).glob(f"*/{name}")
+    path, = checkpoint_versions(workdir, GENERATOR_DATASETS[kind])
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -559,3 +559,30 @@ def served_quickstart(tiny_quickstart, tmp_path_factory) -> tuple[Path, int, str
                key=lambda v: float(v.tags["score"]))
     client.set_registered_model_alias(REGISTERED_MODEL, "champion", best.version)
     return workdir, int(best.version), best.tags["model"]
+
+
+# --------------------------------------------------------------------------------------------
+# A small tmpfs mounted by a test: a real full disk (ENOSPC) or a read-only folder (EROFS),
+# not a patched call. Needs mount rights (root here and in CI); skips with the reason otherwise.
+# --------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str, read_only: bool = False):
+    """A tmpfs of ``size`` (mount's syntax: 256k, 2m) on ``folder`` while inside; resize it
+    with ``remount(folder, size)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs on {folder} ({done.stderr.strip()}): this check "
+                    "needs a real full or read-only disk")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def remount(folder: Path, size: str) -> None:
+    """Give a test's tmpfs on ``folder`` a new size (the user freeing space)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)

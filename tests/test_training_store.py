@@ -246,3 +246,42 @@ def test_bytes_changed_after_data_prep_fail_the_content_check_naming_file_and_im
     message = str(error.value)
     assert str(folder / name) in message and "image other/b" in message
     assert "re-run data_prep" in message
+
+
+# The store written on a disk too small for it, in a process of its own: before the space was
+# reserved, the write through the memory map ended that process with SIGBUS and no message.
+FULL_DISK_WRITE = """
+import sys
+import numpy as np
+from srgan_pipeline.datasets import TrainingStoreDataset
+from srgan_pipeline.training_store import StoreContent
+
+side = int(sys.argv[2])
+def image():
+    return np.full((side, side, 3), 7, np.uint8)
+
+TrainingStoreDataset(filepath=sys.argv[1]).save(StoreContent({"a/b": (image, (side, side))},
+                                                             4, 64, 32))
+"""
+
+
+def test_a_full_disk_while_the_store_is_written_is_a_clear_error_and_keeps_the_old_store(
+        tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import tmpfs
+
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        store = disk / "train_store"
+        def write(side: int) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-c", FULL_DISK_WRITE, str(store), str(side)],
+                                  capture_output=True, text=True, timeout=120)
+
+        assert write(64).returncode == 0  # 15 kB: fits
+        full = write(512)  # 0.8 MB: does not
+        assert full.returncode == 1, full.stderr[-2000:]  # an error, not a signal (SIGBUS: -7)
+        assert f"no space left on the disk of {disk} for the training store" in full.stderr
+        assert "re-run data_prep" in full.stderr
+        assert TrainingStore(store).hr_image(0).shape == (64, 64, 3)  # the old store
+        assert [p.name for p in disk.iterdir()] == ["train_store"]  # no temporary left

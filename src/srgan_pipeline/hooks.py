@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from srgan_pipeline.params import (
     blocks_read_by,
     validate_params,
 )
+from srgan_pipeline.training import stop
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,56 @@ class MlflowSetupLockHook:
             yield
 
 
+class UnwritableOutputError(RuntimeError):
+    """An output folder of the run cannot be written; raised before any node runs."""
+
+
+class WritableOutputsHook:
+    """Refuses a run whose output folders cannot be written (read-only disk, no permission),
+    before any node runs and before kedro-mlflow opens a run: otherwise training would run
+    for hours and fail at its first save. Each folder is probed with a temporary file, which
+    sees what the kernel allows (root, read-only mounts, ACLs), not the permission bits.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        folders: dict[Path, list[str]] = {}
+        for name, folder in _output_folders(pipeline, catalog):
+            folders.setdefault(folder, []).append(name)
+        refused = [f"{folder} ({', '.join(names)}): {reason}" for folder, names
+                   in folders.items() if (reason := _not_writable(folder))]
+        if refused:
+            raise UnwritableOutputError(
+                "Output folders that cannot be written (nothing was run):\n"
+                + "\n".join(refused) + "\nMake them writable, or point the datasets elsewhere "
+                "(conf/local/catalog.yml; train_gan.checkpoint_dir for checkpoints)")
+
+
+def _output_folders(pipeline, catalog):
+    """(name, folder) of each local file output of ``pipeline``, and the training
+    checkpoints' folder when the run trains."""
+    for name in sorted(pipeline.all_outputs()):
+        dataset = catalog[name] if name in catalog else None
+        path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+        if path is not None and getattr(dataset, "_protocol", "file") == "file":
+            yield name, Path(str(path))
+    if "train_gan" in blocks_read_by(pipeline) and "params:train_gan" in catalog:
+        yield "train_gan.checkpoint_dir", Path(validate_params(
+            "train_gan", catalog["params:train_gan"].load()).checkpoint_dir)
+
+
+def _not_writable(path: Path) -> str | None:
+    """Why no file can be made where ``path`` is or will be (None: one can)."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as error:
+        return f"{error.strerror} (in {folder})"
+
+
 class RunIsolationHooks:
     """Keeps runs in one project apart: each reads back its own outputs, owns its MLflow run.
 
@@ -154,6 +206,35 @@ class RunIsolationHooks:
         if tracking.active():
             tracking.claim_run()
             tracking.close_orphaned_runs()
+
+
+class StopOnSignalHooks:
+    """SIGTERM and SIGINT (docker stop, Kubernetes, Slurm, Ctrl-C) end a run as KILLED, with
+    the signal's name in the tag ``srgan.stopped_by_signal``: training stops at its next step
+    boundary with a checkpoint written there, any other node at once (training/stop.py).
+
+    ``trylast``: the run kedro-mlflow opened is known; on error, after kedro-mlflow's hook has
+    ended it FAILED (it fails itself when it finds no active run to end).
+    """
+
+    def __init__(self) -> None:
+        self._run: str | None = None
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        stop.install()
+        self._run = tracking.run_id()
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        stop.uninstall()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any,
+                          catalog: Any) -> None:
+        stop.uninstall()
+        if isinstance(error, stop.Interrupted) and self._run is not None:
+            tracking.end_killed(self._run, error.signal_name, str(error))
 
 
 def pin_own_outputs(pipeline: Any, catalog: Any) -> list[str]:

@@ -13,7 +13,9 @@ from srgan_pipeline.hooks import (  # noqa: E402
     DataPrepLockHook,
     MlflowSetupLockHook,
     RunIsolationHooks,
+    StopOnSignalHooks,
     ValidateParametersHook,
+    WritableOutputsHook,
 )
 
 CONFIG_LOADER_ARGS = {
@@ -21,7 +23,9 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-# Every parameter block a run reads is checked before its first node (params.py); each run
-# reads back its own outputs and owns its MLflow run (hooks.py).
-# DataPrepLockHook first: among tryfirst hooks pluggy calls it after ValidateParametersHook.
-HOOKS = (DataPrepLockHook(), ValidateParametersHook(), RunIsolationHooks(), MlflowSetupLockHook())
+# Every parameter block a run reads, then every output folder, is checked before its first node
+# (params.py), then data_prep takes its lock: among tryfirst hooks pluggy calls the later
+# registered first. Each run reads back its own outputs and owns its MLflow run, which
+# SIGTERM/SIGINT end KILLED (hooks.py).
+HOOKS = (DataPrepLockHook(), WritableOutputsHook(), ValidateParametersHook(), RunIsolationHooks(),
+         StopOnSignalHooks(), MlflowSetupLockHook())

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # Tags naming the process that owns a run: host, pid, and the pid's start time (pids are reused).
 HOST, PID, STARTED = "srgan.host", "srgan.pid", "srgan.process_start"
+STOPPED_BY = "srgan.stopped_by_signal"  # SIGTERM or SIGINT: the run ended KILLED at it
 
 
 def active() -> bool:
@@ -182,3 +183,13 @@ def link_resumed(previous_run_id: str | None) -> None:
         return
     _close_as_killed(client, previous_run_id, f"run {current} resumed its checkpoint, whose "
                      "lock its process no longer held")
+
+
+def end_killed(run: str, signal_name: str, reason: str) -> None:
+    """End ``run`` as KILLED, naming the signal that stopped it (after kedro-mlflow ended it
+    FAILED: a stop asked for is not a failure, and a run left RUNNING would look alive)."""
+    client = mlflow.MlflowClient()
+    client.set_tag(run, STOPPED_BY, signal_name)
+    client.set_tag(run, "srgan.stopped_because", reason)
+    client.set_terminated(run, status=RunStatus.to_string(RunStatus.KILLED))
+    logger.warning("Ended MLflow run %s as KILLED (%s)", run, signal_name)

@@ -26,6 +26,7 @@ Why this shape (BasicSR reads LMDB; a flat .npy is simpler and needs no extra pa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -184,9 +185,23 @@ def write_store(folder: str | os.PathLike, content: StoreContent) -> None:
             with open(path, "rb+") as file:
                 os.fsync(file.fileno())
         _swap_into_place(tmp, folder)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(error.errno, f"no space left on the disk of {folder.parent} for the "
+                          f"training store ({_store_bytes(content) / 1e6:.1f} MB): the previous "
+                          "store is unchanged; free space there (or move data/03_primary) and "
+                          "re-run data_prep") from error
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _store_bytes(content: StoreContent) -> float:
+    """The size of the store's image arrays: every HR pixel and its LR share."""
+    hr = sum(height * width * 3 for _, (height, width) in content.images.values())
+    return hr * (1 + 1 / content.scale**2)
 
 
 def _layout(content: StoreContent) -> tuple[dict[str, Any], np.ndarray]:
@@ -242,6 +257,10 @@ def _allocate(path: Path, total: int) -> None:
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(total,))
     array.flush()
     del array
+    # open_memmap leaves a sparse file: on a full disk a write through the map would then end
+    # the process with SIGBUS. Reserving the blocks now turns that into ENOSPC, here.
+    with open(path, "rb+") as file:
+        os.posix_fallocate(file.fileno(), 0, os.fstat(file.fileno()).st_size)
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:

@@ -14,6 +14,7 @@ PNG without a ``data:`` prefix, which the UI shows as ``data:image/png;base64,<p
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import os
 import secrets
@@ -115,6 +116,14 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(payload)
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)  # a partial file would keep the space the next try needs
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(error.errno, f"no space left on the disk of {path.parent} for "
+                          f"{path.name} ({len(payload) / 1e6:.1f} MB): the previous "
+                          f"{path.name}, if any, is unchanged; free space there and run again"
+                          ) from error
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

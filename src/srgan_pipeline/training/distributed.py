@@ -13,21 +13,25 @@ gather every rank's RNG state for a checkpoint. ``SINGLE`` is the one-process wo
 of these is the identity, so ``nproc_per_node: 1`` runs exactly the code it ran before.
 
 Faults: ``max_restarts=0``; a rank that raises or dies ends every rank, and ``launch`` raises
-:class:`DistributedTrainingError` naming the rank and its error. A rank whose parent (the
+:class:`DistributedTrainingError` naming the rank and its error. SIGTERM or SIGINT to the
+``kedro run`` (the launcher passes it on) or to the ranks: they agree on a step, rank 0 writes
+the checkpoint there, and ``launch`` raises ``stop.Interrupted``. A rank whose parent (the
 ``kedro run`` process) is killed exits within a second, so a killed run leaves no orphan
 writing its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from srgan_pipeline.training import stop
 
 logger = logging.getLogger(__name__)
 
@@ -175,13 +181,16 @@ def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any
     processes. Raises DistributedTrainingError when any rank, here or on another machine,
     fails.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     check(settings, device)
     if settings.nnodes == 1 and settings.master_port is None:
-        # torchrun --standalone's way: a c10d store on a free port of this machine.
-        rdzv = {"rdzv_backend": "c10d", "rdzv_endpoint": f"{settings.master_addr}:0"}
+        # torchrun --standalone's way: a c10d store on a free port of this machine, which
+        # the ranks reach at master_addr (local_addr: not at this machine's host name).
+        rdzv = {"rdzv_backend": "c10d", "rdzv_endpoint": f"{settings.master_addr}:0",
+                "local_addr": settings.master_addr}
     else:  # torchrun --node_rank: the static rendezvous, node 0 hosts the store
         rdzv = {"rdzv_backend": "static",
                 "rdzv_endpoint": f"{settings.master_addr}:{settings.master_port}",
@@ -193,13 +202,24 @@ def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any
     # CPU threads per process: this process's share (its torch threads, which follow
     # OMP_NUM_THREADS or the cores it may use) divided among the processes on this machine.
     threads = max(1, torch.get_num_threads() // settings.nproc_per_node)
+    one_machine = settings.nnodes == 1 and _is_loopback(settings.master_addr)
     job = _Job(backend="nccl" if device.type == "cuda" else "gloo", device_type=device.type,
                threads=threads, sync_batchnorm=settings.sync_batchnorm, parent=os.getpid(),
-               log_level=logging.getLogger("srgan_pipeline").getEffectiveLevel())
+               log_level=logging.getLogger("srgan_pipeline").getEffectiveLevel(),
+               loopback=one_machine)
     try:
-        return elastic_launch(config, _worker)(job, fn, args)
+        with stop.handlers(), _stores_bound_to(settings.master_addr if one_machine else None):
+            # torch's launcher installs its own signal handlers and leaves them installed
+            return elastic_launch(config, _worker)(job, fn, args)
+    except SignalException as error:
+        # The launcher passed the signal on to the ranks and waited for them: they stopped at
+        # their next step boundary and rank 0 wrote the checkpoint (stop.py).
+        raise stop.Interrupted(error.sigval.name) from None
     except ChildFailedError as error:
-        raise DistributedTrainingError(_describe(error)) from None
+        message = _describe(error)
+        if stop.named_in(message):  # the ranks alone were signalled, e.g. by `kill <pid>`
+            raise stop.Interrupted(stop.named_in(message)) from None
+        raise DistributedTrainingError(message) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,17 +230,22 @@ class _Job:
     sync_batchnorm: bool
     parent: int
     log_level: int
+    loopback: bool  # one machine: every socket on the loopback interface only
 
 
 def _worker(job: _Job, fn: Callable[..., Any], args: tuple) -> Any:
     """A rank's life: join the group, run ``fn``, leave (elastic_launch sets RANK etc.)."""
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     _exit_with_parent(job.parent)
+    stop.install()  # SIGTERM/SIGINT, from the launcher or the user: stop at a step boundary
     _log_as(rank, job.log_level)
     torch.set_num_threads(job.threads)
     device = torch.device(job.device_type, local_rank if job.device_type == "cuda" else None)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if job.loopback and _loopback_interface():
+        # gloo listens on the address of the machine's host name unless told an interface
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
     dist.init_process_group(job.backend, device_id=device if device.type == "cuda" else None)
     world = World(rank=rank, size=dist.get_world_size(), local_rank=local_rank, device=device,
                   sync_batchnorm=job.sync_batchnorm)
@@ -229,6 +254,50 @@ def _worker(job: _Job, fn: Callable[..., Any], args: tuple) -> Any:
     # rather than waiting here for ranks that wait for it.
     dist.destroy_process_group()
     return result
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def _loopback_interface() -> str | None:
+    """The loopback interface's name (Linux: lo, BSD and macOS: lo0), None where unknown."""
+    names = [name for _, name in socket.if_nameindex()]
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+@contextlib.contextmanager
+def _stores_bound_to(address: str | None) -> Iterator[None]:
+    """While inside, the TCP stores this process hosts (the launcher's rendezvous store and
+    the one it shares with the ranks) listen on ``address`` only (None: unchanged).
+
+    torch's TCPStore server listens on every interface, with no authentication, and takes no
+    address to bind to, only a socket already bound (``master_listen_fd``): anyone who can
+    reach the machine could otherwise join or disturb the run. The launcher creates its stores
+    through these two names, so both are replaced for the launch.
+    """
+    if address is None:
+        yield
+        return
+    from torch.distributed.elastic.rendezvous import c10d_rendezvous_backend
+
+    original = dist.TCPStore
+
+    class BoundStore(original):
+        def __init__(self, host_name: str, port: int, *args: Any, **kwargs: Any):
+            if kwargs.get("is_master") and kwargs.get("master_listen_fd") is None:
+                server = socket.create_server((address, port))
+                port, kwargs["master_listen_fd"] = server.getsockname()[1], server.detach()
+            super().__init__(host_name, port, *args, **kwargs)
+
+    dist.TCPStore = c10d_rendezvous_backend.TCPStore = BoundStore
+    try:
+        yield
+    finally:
+        dist.TCPStore = c10d_rendezvous_backend.TCPStore = original
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -2,9 +2,10 @@
 
 ``run(phase, batches, ...)`` resumes or seeds, sets each step's learning rate, calls
 ``phase.train_step``, reports windows of steps, writes checkpoints, and stops at
-``iterations`` or when ``max_minutes`` is spent. A :class:`Phase` owns its models, optimisers
-and losses (pretrain.py, adversarial.py); this is BasicSR's ``optimize_parameters`` split
-without its registries.
+``iterations``, when ``max_minutes`` is spent, or at SIGTERM/SIGINT (stop.py: checkpoint at
+the next step boundary, then :class:`stop.Interrupted`). A :class:`Phase` owns its models,
+optimisers and losses (pretrain.py, adversarial.py); this is BasicSR's
+``optimize_parameters`` split without its registries.
 
 Data-parallel (``world``, distributed.py): every rank runs this loop on its own shard of the
 batches; the phase's trained modules are wrapped in DDP, the ranks agree on the time budget
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -25,6 +27,7 @@ from srgan_pipeline.devices import cpu_has_fast_bf16, use_bf16_autocast
 from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator
 from srgan_pipeline.params import PhaseParams
+from srgan_pipeline.training import stop
 from srgan_pipeline.training.clock import TimeBudget
 from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
@@ -135,33 +138,46 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
         return 0.0 if budget.limit_s is None else world.max(budget.used())
 
     saved_at, stopped_because = step, "iterations"
-    while step < cfg.iterations:
-        _set_learning_rates(phase, lr_factor(cfg, step, budget_used()))
-        for values in phase.train_step(feed, step + 1):
-            meter.add(values)
-        step += 1
-        meter.step_done(step)
-        exceeded = (budget.exceeded() if world.size == 1 or budget.limit_s is None
-                    else budget_used() > 1)
-        if step < cfg.iterations and exceeded:
-            stopped_because = "max_minutes"
-            break
-        # The last step's checkpoint is the final state, written below.
-        if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
+    with stop.deferred():  # SIGTERM/SIGINT: stop at the next step boundary, checkpoint there
+        while step < cfg.iterations:
+            _set_learning_rates(phase, lr_factor(cfg, step, budget_used()))
+            for values in phase.train_step(feed, step + 1):
+                meter.add(values)
+            step += 1
+            meter.step_done(step)
+            signum = _signal_agreed(world)
+            if signum:
+                stopped_because = signal.Signals(signum).name
+                break
+            exceeded = (budget.exceeded() if world.size == 1 or budget.limit_s is None
+                        else budget_used() > 1)
+            if step < cfg.iterations and exceeded:
+                stopped_because = "max_minutes"
+                break
+            # The last step's checkpoint is the final state, written below.
+            if step % cfg.checkpoint_every == 0 and step < cfg.iterations and on_checkpoint:
+                check_finite_weights(phase.models, step)
+                checkpoint = state(None)
+                if world.main:
+                    on_checkpoint(checkpoint)
+                saved_at = step
+        final = state(stopped_because)
+        meter.flush(step)  # the last, partial window
+        meter.close()
+        if step != saved_at and on_checkpoint is not None:
             check_finite_weights(phase.models, step)
-            checkpoint = state(None)
             if world.main:
-                on_checkpoint(checkpoint)
-            saved_at = step
-    final = state(stopped_because)
-    meter.flush(step)  # the last, partial window
-    meter.close()
-    if step != saved_at and on_checkpoint is not None:
-        check_finite_weights(phase.models, step)
-        if world.main:
-            on_checkpoint(final)
+                on_checkpoint(final)
     logger.info("%s stopped at step %d (%s)", phase.name, step, stopped_because)
+    if stopped_because.startswith("SIG"):
+        raise stop.Interrupted(stopped_because, phase.name, step)
     return final
+
+
+def _signal_agreed(world: World) -> int:
+    """The stop signal any rank received (0: none). Every rank asks at every step, so that all
+    stop at one step: a rank stopping alone would hang the others in their next collective."""
+    return int(world.max(float(stop.requested())))
 
 
 def _start(phase: Phase, start: Mapping[str, Any] | None, world: World) -> dict[str, Any]:

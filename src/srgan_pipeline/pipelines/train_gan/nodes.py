@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import logging
 from collections.abc import Callable
@@ -252,7 +253,23 @@ class _CheckpointWriter:
 
     def __call__(self, state: dict[str, Any]) -> None:
         # atomic: a kill keeps the last one
-        TorchCheckpointDataset(filepath=str(self.path)).save({**state, **self.provenance})
+        try:
+            TorchCheckpointDataset(filepath=str(self.path)).save({**state, **self.provenance})
+        except Exception as error:
+            if not _disk_full(error):
+                raise
+            raise OSError(errno.ENOSPC, f"step {state['step']}: the checkpoint was not written: "
+                          f"{_disk_full(error).strerror}. Then continue with "
+                          "train_gan.resume=true") from error
+
+
+def _disk_full(error: BaseException | None) -> OSError | None:
+    """The ENOSPC/EDQUOT behind ``error`` (Kedro wraps a dataset's errors), or None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__
+    return None
 
 
 def _log_metrics(step: int, metrics: dict[str, float]) -> None:

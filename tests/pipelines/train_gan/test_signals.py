@@ -1,0 +1,180 @@
+"""Training stopped from outside, through `kedro run` as a user types it.
+
+SIGTERM and SIGINT, as `docker stop`, Kubernetes, Slurm and Ctrl-C send them, in one process
+and under `train_gan.distributed.nproc_per_node=2`: a checkpoint at the next step boundary,
+the MLflow run KILLED naming the signal, the lock free, a non-zero exit, and
+`train_gan.resume=true` ending with the uninterrupted run's weights. The signal comes from
+faults/sitecustomize.py right after the first checkpoint write (step 2 of 6), so the step it
+stops at is certain: 3.
+
+A full disk at a checkpoint (a real tmpfs), and output folders that cannot be written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from conftest import QUIET_ENV, copy_project, remount, tmpfs
+from filelock import FileLock
+from test_resume import FAULTS, TINY, assert_same_weights, kedro, latest, mlflow_runs, succeeded
+
+PHASE_ONE = "--nodes=pretrain_generator"
+
+
+def settings(processes: int) -> str:
+    return f"{TINY},train_gan.distributed.nproc_per_node={processes}"
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_quickstart, tmp_path_factory) -> Path:
+    """The session's quickstart project without its models and MLflow runs: its data_prep."""
+    workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_signals"))
+    shutil.rmtree(workdir / "data" / "06_models")
+    shutil.rmtree(workdir / "mlruns", ignore_errors=True)
+    (workdir / "mlflow.db").unlink(missing_ok=True)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared, tmp_path_factory):
+    """The phase-1 weights of an uninterrupted run, per number of processes (run once each)."""
+    done: dict[int, dict] = {}
+
+    def weights(processes: int) -> dict:
+        if processes not in done:
+            workdir = copy_project(prepared, tmp_path_factory.mktemp(f"uninterrupted{processes}"))
+            succeeded(kedro(workdir, "--pipelines=train_gan", PHASE_ONE,
+                            f"--params={settings(processes)}"))
+            done[processes] = latest(workdir, "generator_pretrained")
+        return done[processes]
+
+    return weights
+
+
+def kedro_job(workdir: Path, *args: str, kill: str = "", env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
+    """test_resume's `kedro` with the fault injector armed (``kill``), in a process group of
+    its own, as a shell runs a job: a signal to the group reaches the run and its ranks, not
+    pytest. Kedro's error box as wide as its longest line (COLUMNS), so no path is cut."""
+    env = {**os.environ, **QUIET_ENV, "SRGAN_KILL": kill, "COLUMNS": "400",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+           **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kedro", "run", "--env=quickstart", *args],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+                          process_group=0)
+
+
+def in_progress(workdir: Path) -> Path:
+    (path,) = (workdir / "data/06_models/in_progress").glob("pretrain-*.pt")
+    return path
+
+
+@pytest.mark.parametrize(("name", "whom", "processes"), [
+    ("TERM", "self", 1),    # docker stop, Kubernetes: to the one process
+    ("INT", "group", 2),    # Ctrl-C in a terminal, Slurm: to every process at once
+    ("TERM", "parent", 2),  # to the `kedro run` only, which passes it to its ranks
+])
+def test_a_signal_checkpoints_ends_the_run_killed_and_resumes_bit_exact(
+        prepared, uninterrupted, tmp_path, name, whom, processes):
+    project = copy_project(prepared, tmp_path / "project")
+    stopped = kedro_job(project, "--pipelines=train_gan", PHASE_ONE,
+                        f"--params={settings(processes)}",
+                        kill=f"after:in_progress/pretrain-:1:{whom}:{name}")
+    output = " ".join((stopped.stdout + stopped.stderr).split())
+    assert stopped.returncode > 0, output[-3000:]  # reported by kedro, not killed by it
+    assert f"training stopped by SIG{name}" in output
+    path = in_progress(project)
+    checkpoint = torch.load(path, weights_only=True)
+    # written at the signal: the step after the one it came at, not the last regular one
+    assert (checkpoint["step"], checkpoint["stopped_because"]) == (3, f"SIG{name}")
+    (run,) = mlflow_runs(project)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["srgan.stopped_by_signal"] == f"SIG{name}"
+    with FileLock(f"{path}.lock").acquire(timeout=0):  # released: a resume may take it
+        pass
+
+    log = succeeded(kedro(project, "--pipelines=train_gan", PHASE_ONE,
+                          f"--params={settings(processes)},train_gan.resume=true"))
+    assert "Resuming pretrain from step 3" in log
+    assert_same_weights(latest(project, "generator_pretrained"), uninterrupted(processes))
+    first, second = mlflow_runs(project)
+    assert (first.info.status, second.info.status) == ("KILLED", "FINISHED")
+    assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
+
+
+def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_resumes_once_space_is_freed(
+        prepared, uninterrupted, tmp_path):
+    """A real ENOSPC: the checkpoint folder on a tmpfs with room for one tiny checkpoint
+    (0.16 MB) but not for the next beside it (an atomic write keeps the old one until the
+    rename)."""
+    project = copy_project(prepared, tmp_path / "project")
+    folder = project / "data/06_models/in_progress"
+    with tmpfs(folder, "256k"):
+        full = kedro(project, "--pipelines=train_gan", PHASE_ONE, f"--params={settings(1)}")
+        output = " ".join((full.stdout + full.stderr).split())
+        assert full.returncode == 1, output[-3000:]
+        assert "step 4: the checkpoint was not written: no space left on the disk of" in output
+        assert "continue with train_gan.resume=true" in output
+        path = in_progress(project)
+        assert torch.load(path, weights_only=True)["step"] == 2  # the previous one, intact
+        assert sorted(p.name for p in folder.iterdir()) == [path.name, f"{path.name}.lock"]
+
+        remount(folder, "4m")  # space freed
+        log = succeeded(kedro(project, "--pipelines=train_gan", PHASE_ONE,
+                              f"--params={settings(1)},train_gan.resume=true"))
+    assert "Resuming pretrain from step 2" in log
+    assert_same_weights(latest(project, "generator_pretrained"), uninterrupted(1))
+
+
+def test_an_unwritable_output_folder_is_refused_before_training_starts(prepared, tmp_path):
+    """Only the final model's folder is read-only (a real read-only mount: root writes through
+    permission bits): the run used to train, then fail at the save."""
+    project = copy_project(prepared, tmp_path / "project")
+    folder = project / "data/06_models/generator_pretrained.pt"
+    with tmpfs(folder, "64k", read_only=True):
+        refused = kedro_job(project, "--pipelines=train_gan", PHASE_ONE,
+                            f"--params={settings(1)}")
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode == 1, output[-3000:]
+    assert "Output folders that cannot be written (nothing was run)" in output
+    assert f"{folder} (generator_pretrained): Read-only file system" in output
+    assert not (project / "data/06_models/in_progress").exists()  # no training started
+    assert not mlflow_runs_or_none(project)  # refused before kedro-mlflow opened a run
+
+
+def mlflow_runs_or_none(workdir: Path) -> list:
+    """The project's MLflow runs; none where it has no tracking store or experiment yet."""
+    if not (workdir / "mlflow.db").exists():
+        return []
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("srgan_pipeline")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_two_processes_on_one_machine_listen_on_loopback_only(prepared, tmp_path):
+    """torch's rendezvous stores (in the `kedro run`) and gloo (in the ranks), recorded by the
+    ranks' process group while rank 0 writes its first checkpoint."""
+    project = copy_project(prepared, tmp_path / "project")
+    log = tmp_path / "listening.txt"
+    done = kedro_job(project, "--pipelines=train_gan", PHASE_ONE, f"--params={settings(2)}",
+                     kill="after:in_progress/pretrain-:1:sockets", env={"SRGAN_SOCKETS": str(log)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    addresses = [listening_address(line.split()[1]) for line in log.read_text().splitlines()]
+    assert len(addresses) >= 2, addresses  # the launcher's stores at least
+    assert all(address.is_loopback for address in addresses), addresses
+
+
+def listening_address(field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address of a /proc/net/tcp{,6} `local_address` field (hex, 32-bit words in host
+    order, i.e. little-endian here); an IPv4-mapped IPv6 address as its IPv4 address."""
+    raw = bytes.fromhex(field.split(":")[0])
+    address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    return getattr(address, "ipv4_mapped", None) or address
