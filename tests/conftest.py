@@ -502,6 +502,15 @@ def pytest_report_header(config):
     return f"test order: {order}"
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """Bytes parameters (archives, images) are named by their size: their contents can differ
+    between processes (zip and gzip stamp the time, some are random), and every pytest-xdist
+    worker must collect the same test ids."""
+    if isinstance(val, bytes):
+        return f"{argname}{len(val)}B"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Reorder whole modules, then the tests inside each (module fixtures are set up once)."""
     order = config.getoption("--test-order")

@@ -22,9 +22,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import QUIET_ENV, copy_project, remount, tmpfs
+from conftest import QUIET_ENV, copy_project, latest_checkpoint, remount, tmpfs
 from filelock import FileLock
-from test_resume import FAULTS, TINY, assert_same_weights, kedro, latest, mlflow_runs, succeeded
+from test_resume import FAULTS, TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
 PHASE_ONE = "--nodes=pretrain_generator"
 
@@ -53,7 +53,7 @@ def uninterrupted(prepared, tmp_path_factory):
             workdir = copy_project(prepared, tmp_path_factory.mktemp(f"uninterrupted{processes}"))
             succeeded(kedro(workdir, "--pipelines=train_gan", PHASE_ONE,
                             f"--params={settings(processes)}"))
-            done[processes] = latest(workdir, "generator_pretrained")
+            done[processes] = latest_checkpoint(workdir, "generator_pretrained")
         return done[processes]
 
     return weights
@@ -104,7 +104,8 @@ def test_a_signal_checkpoints_ends_the_run_killed_and_resumes_bit_exact(
     log = succeeded(kedro(project, "--pipelines=train_gan", PHASE_ONE,
                           f"--params={settings(processes)},train_gan.resume=true"))
     assert "Resuming pretrain from step 3" in log
-    assert_same_weights(latest(project, "generator_pretrained"), uninterrupted(processes))
+    assert_same_weights(latest_checkpoint(project, "generator_pretrained"),
+                        uninterrupted(processes))
     first, second = mlflow_runs(project)
     assert (first.info.status, second.info.status) == ("KILLED", "FINISHED")
     assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
@@ -131,7 +132,7 @@ def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_resumes_once_space_is_
         log = succeeded(kedro(project, "--pipelines=train_gan", PHASE_ONE,
                               f"--params={settings(1)},train_gan.resume=true"))
     assert "Resuming pretrain from step 2" in log
-    assert_same_weights(latest(project, "generator_pretrained"), uninterrupted(1))
+    assert_same_weights(latest_checkpoint(project, "generator_pretrained"), uninterrupted(1))
 
 
 def test_an_unwritable_output_folder_is_refused_before_training_starts(prepared, tmp_path):
