@@ -26,16 +26,20 @@ def client(tmp_path_factory) -> mlflow.MlflowClient:
     mlflow.set_tracking_uri(None)  # back to the default for the tests after these
 
 
+# Runs go to this store's Default experiment by id: the process-wide active experiment may be
+# one an earlier test in this process chose, in another store.
+DEFAULT = "0"
+
+
 def previous_run(client: mlflow.MlflowClient, owner: dict[str, str]) -> str:
     """A RUNNING run whose checkpoint is about to be resumed, claimed as ``owner`` says."""
-    experiment = client.get_experiment_by_name("Default").experiment_id
-    run = client.create_run(experiment, tags=owner).info.run_id
+    run = client.create_run(DEFAULT, tags=owner).info.run_id
     assert client.get_run(run).info.status == "RUNNING"
     return run
 
 
 def resume(previous: str) -> None:
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=DEFAULT):
         tracking.link_resumed(previous)
 
 
@@ -56,9 +60,9 @@ def test_the_resumed_run_is_closed_killed_with_the_reason(client, owner):
 
 
 def test_a_resumed_run_whose_process_lives_is_left_running(client):
-    with mlflow.start_run() as live:  # still training, in this test's process
+    with mlflow.start_run(experiment_id=DEFAULT) as live:  # still training, in this process
         tracking.claim_run()
-        with mlflow.start_run(nested=True):
+        with mlflow.start_run(experiment_id=DEFAULT, nested=True):
             tracking.link_resumed(live.info.run_id)
         run = client.get_run(live.info.run_id)
     assert run.info.status == "RUNNING"

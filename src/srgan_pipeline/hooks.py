@@ -134,8 +134,16 @@ class MlflowSetupLockHook:
 
     @hook_impl(hookwrapper=True)
     def after_context_created(self, context):
-        with FileLock(Path(context.project_path) / "mlflow.db.lock"):
+        lock = FileLock(Path(context.project_path) / "mlflow.db.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.info("Waiting for another run's MLflow setup to finish (%s)", lock.lock_file)
+            lock.acquire()
+        try:
             yield
+        finally:
+            lock.release()
 
 
 class UnwritableOutputError(RuntimeError):
