@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import tar_bytes, zip_bytes
+from conftest import closed_port_url, tar_bytes, zip_bytes
 
 from srgan_pipeline import archives, downloads
 from srgan_pipeline.archives import check_archive, extract
@@ -29,13 +28,6 @@ def _images(n: int = 3, size: int = 4000) -> dict[str, bytes]:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/DIV2K.zip"
 
 
 def _leftovers(path: Path) -> list[str]:
@@ -97,7 +89,7 @@ def test_file_placed_by_hand_is_used_offline(tmp_path):
     data = zip_bytes(_images(1))
     dest = tmp_path / "DIV2K.zip"
     dest.write_bytes(data)
-    assert download(_closed_port_url(), dest, size=len(data), sha256=_sha(data),
+    assert download(closed_port_url("DIV2K.zip"), dest, size=len(data), sha256=_sha(data),
                     md5=hashlib.md5(data).hexdigest(), progress=False) == dest
 
 
@@ -230,7 +222,7 @@ def test_first_download_records_sha256_and_detects_remote_change(server, tmp_pat
 
 
 def test_unreachable_server(tmp_path):
-    url, dest = _closed_port_url(), tmp_path / "raw" / "DIV2K.zip"
+    url, dest = closed_port_url("DIV2K.zip"), tmp_path / "raw" / "DIV2K.zip"
     with pytest.raises(DownloadError) as exc:
         download(url, dest, timeout=2, progress=False)
     msg = str(exc.value)
@@ -430,12 +422,12 @@ def test_a_file_placed_by_hand_is_verified_too_and_kept(tmp_path, data):
     dest = tmp_path / "benchmark.tar"
     dest.write_bytes(data)
     with pytest.raises(DownloadError) as exc:
-        download(_closed_port_url(), dest, progress=False, verify=check_archive)
+        download(closed_port_url("DIV2K.zip"), dest, progress=False, verify=check_archive)
     assert str(dest) in str(exc.value) and "replace it" in str(exc.value)
     assert dest.read_bytes() == data  # the user's file is never deleted
     assert not Path(f"{dest}.sha256").exists()
 
     dest.write_bytes(good := tar_bytes(_images(2)))
-    assert download(_closed_port_url(), dest, progress=False,
+    assert download(closed_port_url("DIV2K.zip"), dest, progress=False,
                     verify=check_archive) == dest
     assert Path(f"{dest}.sha256").read_text().split()[0] == _sha(good)
