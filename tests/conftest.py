@@ -153,6 +153,16 @@ def copy_project(source: Path, dest: Path) -> Path:
     return dest
 
 
+def data_prep_copy(source: Path, dest: Path) -> Path:
+    """A `copy_project` of ``source`` without its models and MLflow runs: its data_prep only
+    (a project to train in from the start, e.g. from the session's tiny quickstart)."""
+    workdir = copy_project(source, dest)
+    shutil.rmtree(workdir / "data" / "06_models")
+    shutil.rmtree(workdir / "mlruns", ignore_errors=True)
+    (workdir / "mlflow.db").unlink(missing_ok=True)
+    return workdir
+
+
 def versions(folder: Path) -> set[str]:
     """The version folders of a versioned Kedro dataset (empty when it was never saved)."""
     return {p.name for p in folder.iterdir()} if folder.is_dir() else set()

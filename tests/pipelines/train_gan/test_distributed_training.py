@@ -8,14 +8,13 @@ and `train_gan.resume=true` continues, under the same or another number of proce
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import checkpoint_versions, copy_project, latest_checkpoint
+from conftest import checkpoint_versions, copy_project, data_prep_copy, latest_checkpoint
 from test_resume import TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
 from srgan_pipeline.training_store import TrainingStore
@@ -26,11 +25,7 @@ TWO = f"{TINY},train_gan.distributed.nproc_per_node=2"
 @pytest.fixture(scope="module")
 def prepared(tiny_quickstart, tmp_path_factory) -> Path:
     """The session's quickstart project without its models and MLflow runs: its data_prep."""
-    workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_two"))
-    shutil.rmtree(workdir / "data" / "06_models")
-    shutil.rmtree(workdir / "mlruns", ignore_errors=True)
-    (workdir / "mlflow.db").unlink(missing_ok=True)
-    return workdir
+    return data_prep_copy(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_two"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from conftest import QUIET_ENV, copy_project, latest_checkpoint, remount, tmpfs
+from conftest import QUIET_ENV, copy_project, data_prep_copy, latest_checkpoint, remount, tmpfs
 from filelock import FileLock
 from test_resume import FAULTS, TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
@@ -36,11 +35,7 @@ def settings(processes: int) -> str:
 @pytest.fixture(scope="module")
 def prepared(tiny_quickstart, tmp_path_factory) -> Path:
     """The session's quickstart project without its models and MLflow runs: its data_prep."""
-    workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_signals"))
-    shutil.rmtree(workdir / "data" / "06_models")
-    shutil.rmtree(workdir / "mlruns", ignore_errors=True)
-    (workdir / "mlflow.db").unlink(missing_ok=True)
-    return workdir
+    return data_prep_copy(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_signals"))
 
 
 @pytest.fixture(scope="module")
