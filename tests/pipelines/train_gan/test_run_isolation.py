@@ -15,7 +15,7 @@ import sys
 import time
 
 import torch
-from conftest import QUIET_ENV, kedro_project
+from conftest import QUIET_ENV, checkpoint_versions, kedro_project
 from test_resume import FAULTS, TINY, kedro, mlflow_runs, prepared, succeeded  # noqa: F401 (fixture)
 
 from srgan_pipeline.checkpoints import evaluated_weights
@@ -38,14 +38,15 @@ def test_each_run_trains_phase_two_from_its_own_pretrained_generator(prepared, t
                              text=True)
     try:
         # A is paused once its pretrained generator is on disk (the rename it waits at is done).
-        while not pretrained.is_dir() or not list(pretrained.glob("*/generator_pretrained.pt")):
+        while not checkpoint_versions(project, "generator_pretrained"):
             assert run_a.poll() is None, run_a.stderr.read()[-3000:]
             time.sleep(0.1)
-        (a_version,) = [p.parent.name for p in pretrained.glob("*/generator_pretrained.pt")]
+        (a_version,) = [p.parent.name for p in checkpoint_versions(project,
+                                                                   "generator_pretrained")]
         # B: other pretrained weights (another seed), saved under a newer version.
         succeeded(kedro(project, "--pipelines=train_gan", "--to-nodes=pretrain_generator",
                         f"--params={TINY},train_gan.pretrain.seed=1"))
-        versions = sorted(p.parent.name for p in pretrained.glob("*/generator_pretrained.pt"))
+        versions = [p.parent.name for p in checkpoint_versions(project, "generator_pretrained")]
         assert len(versions) == 2 and versions[0] == a_version  # B's is now the latest
     finally:
         release.touch()
