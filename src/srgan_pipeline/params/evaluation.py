@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, model_validator
 
 from srgan_pipeline.params.rules import (
     Device,
@@ -14,6 +14,7 @@ from srgan_pipeline.params.rules import (
     Precision,
     Runtime,
     model_names,
+    runtime_on_device,
 )
 
 
@@ -39,3 +40,8 @@ class EvaluationParams(Params):
     crop_border: NonNegativeInt | None  # null = scale
     images_per_set: PositiveInt | None  # null = all
     figures: FiguresParams
+
+    @model_validator(mode="after")
+    def _runtime_on_device(self) -> EvaluationParams:
+        runtime_on_device(self.runtime, self.device)
+        return self

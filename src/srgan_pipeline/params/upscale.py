@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, model_validator
 
 from srgan_pipeline.params.evaluation import TilePerPrecision
 from srgan_pipeline.params.rules import (
@@ -14,6 +14,7 @@ from srgan_pipeline.params.rules import (
     Precision,
     Runtime,
     generator_choice,
+    runtime_on_device,
 )
 
 
@@ -25,3 +26,8 @@ class UpscaleParams(Params):
     tile: TilePerPrecision
     runtime: Runtime
     max_pixels: PositiveInt  # checked from the header before an image is decoded
+
+    @model_validator(mode="after")
+    def _runtime_on_device(self) -> UpscaleParams:
+        runtime_on_device(self.runtime, self.device)
+        return self
