@@ -418,6 +418,14 @@ def server():
     thread.join(5)
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_files(n: int = 3, size: int = 4000) -> dict[str, bytes]:
+    """``HR/0001.png`` .. : files that start as PNGs do, random after, for archives to carry."""
+    return {f"HR/{i:04d}.png": PNG_MAGIC + os.urandom(size) for i in range(1, n + 1)}
+
+
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
