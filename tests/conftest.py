@@ -80,6 +80,15 @@ def tiny_training(settings: dict[str, object] | None = None) -> str:
 TINY_TRAINING = tiny_training()
 
 
+def conf_parameters(env: str) -> dict:
+    """An environment's parameters as Kedro merges them with conf/base."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
+                               default_run_env=env)
+    return loader["parameters"]
+
+
 def with_settings(block: dict, changes: dict[str, object]) -> dict:
     """A copy of a parameter block with ``changes`` (``{"a.b": value}``) set, as --params
     sets them; the block itself is left as it was."""

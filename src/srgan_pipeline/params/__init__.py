@@ -1,11 +1,11 @@
 """The parameters of every pipeline: one pydantic model per top-level block of conf/*/parameters*.
 
 Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``)
-is checked by
-``validate_params`` before any node runs (hooks.py) and again by the nodes that read it (so they
-work outside Kedro too). Unknown keys are refused with the valid ones listed, and every error
-names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid keys: input_dir,
-model, device, precision, tile``.
+is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
+read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
+and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
+keys: input_dir, model, device, precision, tile``. A rule that ties two settings is checked
+with them: inside a block by its model, across blocks by ``rules_between_blocks``.
 
 Defaults live in conf/base only: a pipeline key has no default here, so a missing key is an error
 rather than a silent second default. The exceptions are documented optional keys (a source's
@@ -105,9 +105,9 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
 
     ``path`` is a block (``"train_gan"``) or a key inside one (``"data_prep.tiles"``,
     ``"data_prep.min_size"``), as a node receives it. ``scale`` enables the checks relative to
-    the top-level ``scale`` (tile sizes, min_size). ``schema`` overrides the one found from
-    ``path``, which then only names the value in messages. Returns the validated value: a
-    frozen model for a block, the normalised value for a single key.
+    the top-level ``scale`` (tile sizes, min_size, training crops). ``schema`` overrides the
+    one found from ``path``, which then only names the value in messages. Returns the validated
+    value: a frozen model for a block, the normalised value for a single key.
     """
     schema = _schema_at(path) if schema is None else schema
     # A model brings its own config; a single key (or a mapping of models) gets the same rules.
