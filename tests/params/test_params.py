@@ -226,6 +226,23 @@ def test_every_crop_fits_the_smallest_tile_data_prep_stores():
         "data_prep.tiles.size to 96 or more"]
 
 
+def test_the_registry_chooses_on_sets_data_prep_prepares():
+    def refusals(sets, read=("data_prep", "evaluation", "serving")):
+        blocks = {"data_prep": with_value("data_prep", "show_progress", False),
+                  "evaluation": BASE["evaluation"],
+                  "serving": with_value("serving", "registry.sets", sets)}
+        return rules_between_blocks({block: validate_params(block, blocks[block])
+                                     for block in read})
+
+    assert refusals(None) == refusals(["urban100"]) == []
+    assert refusals(["set14", "urban100", "b100"]) == [
+        "serving.registry.sets names ['b100', 'set14'], which data_prep.eval_sets does not "
+        "prepare (it prepares ['urban100']): add them to data_prep.eval_sets, or choose among "
+        "those (null: every scored set)"]
+    # evaluation alone scores the sets an earlier data_prep prepared
+    assert refusals(["set14"], read=("evaluation", "serving")) == []
+
+
 def test_a_rule_between_blocks_applies_when_the_run_reads_both():
     # train_gan alone trains on the store an earlier data_prep wrote, with its settings then
     train_gan = validate_params("train_gan", BASE["train_gan"], scale=4)

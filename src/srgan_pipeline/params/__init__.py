@@ -126,9 +126,12 @@ def rules_between_blocks(blocks: Mapping[str, Any]) -> list[str]:
     store an earlier data_prep wrote, whatever the data_prep settings say now (the store's own
     tiles are checked as they are read: patches.PatchDataset).
     """
+    errors = []
     if {"scale", "data_prep", "train_gan"} <= set(blocks):
-        return _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
-    return []
+        errors += _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
+    if {"data_prep", "evaluation", "serving"} <= set(blocks):  # evaluation registers
+        errors += _registry_sets_prepared(blocks["data_prep"], blocks["serving"])
+    return errors
 
 
 def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanParams
@@ -146,6 +149,18 @@ def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanP
             f"{fix} to {patch} or more"
             for phase in ("pretrain", "adversarial")
             if (patch := getattr(train_gan, phase).patch_size) > smallest]
+
+
+def _registry_sets_prepared(data_prep: DataPrepParams, serving: ServingParams) -> list[str]:
+    # The champion is chosen on these sets' scores, after training and evaluation have run.
+    prepared = sorted(name for name, source in (data_prep.eval_sets or {}).items()
+                      if source.enabled)
+    missing = sorted(set(serving.registry.sets or ()) - set(prepared))
+    if not missing:
+        return []
+    return [f"serving.registry.sets names {missing}, which data_prep.eval_sets does not prepare "
+            f"(it prepares {prepared}): add them to data_prep.eval_sets, or choose among those "
+            "(null: every scored set)"]
 
 
 def blocks_read_by(pipeline) -> list[str]:
