@@ -31,8 +31,9 @@ def check(block: str, params) -> None:
 def test_every_block_of_every_environment_is_valid(env):
     params = conf_parameters(env)
     assert set(params) == set(PARAMETER_BLOCKS)
-    for block, value in params.items():
-        validate_params(block, value, scale=params["scale"])
+    blocks = {block: validate_params(block, value, scale=params["scale"])
+              for block, value in params.items()}
+    assert rules_between_blocks(blocks) == []
 
 
 def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_somewhere():
