@@ -222,20 +222,6 @@ def test_bf16_inference_stays_within_a_few_grey_levels_of_fp32():
     assert np.array_equal(upscale(generator, lr, tile=16, precision="bf16"), bf16)
 
 
-def test_auto_precision_follows_the_hardware(monkeypatch):
-    from srgan_pipeline import devices
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)  # e.g. AVX2 only
-    assert devices.resolve_precision("auto", cpu) == "fp32"
-    assert devices.resolve_precision("bf16", cpu) == "bf16"  # asked for: honoured
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)  # AMX / AVX512-BF16
-    assert devices.resolve_precision("auto", cpu) == "bf16"
-    assert devices.resolve_precision("fp32", cpu) == "fp32"
-    with pytest.raises(ValueError, match=r"upscale.precision must be one of \['auto', 'fp32'"):
-        devices.resolve_precision("half", cpu, "upscale.precision")
-
-
 def test_rejects_bad_input(generator):
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         upscale(generator, _lr(12, 12) / 255.0)

@@ -7,10 +7,9 @@ from torch import nn
 
 from srgan_pipeline.inference.fusion import inference_model
 from srgan_pipeline.inference.openvino_runtime import OpenVINOModel, import_openvino
+from srgan_pipeline.names import RUNTIMES
 
 __all__ = ["RUNTIMES", "check_runtime", "prepared_generator"]
-
-RUNTIMES = ("torch", "openvino")
 
 
 def check_runtime(runtime: str, device: torch.device, param: str = "runtime") -> None:

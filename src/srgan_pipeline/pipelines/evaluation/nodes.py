@@ -17,7 +17,6 @@ from srgan_pipeline.checkpoints import (
 )
 from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.evaluation import (
-    METRICS,
     comparison_figure,
     group_pairs,
     model_upscalers,
@@ -26,6 +25,7 @@ from srgan_pipeline.evaluation import (
     summary_table,
 )
 from srgan_pipeline.inference import check_runtime
+from srgan_pipeline.names import METRICS
 from srgan_pipeline.params import FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
