@@ -9,8 +9,8 @@ of plain types that ``torch.load(path, weights_only=True)`` reads back:
   (then the weights to evaluate and to continue from: :func:`evaluated_weights`);
 * the phase's training state (optimisers, RNG, counters: see ``training.state``).
 
-The Kedro pipelines pass checkpoints as loaders (``Checkpoint``): a partitioned or versioned
-dataset is read only when a node calls it, so evaluating bicubic alone reads none.
+The Kedro pipelines pass checkpoints as loaders (``CheckpointLoader``): a partitioned or
+versioned dataset is read only when a node calls it, so evaluating bicubic alone reads none.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 
 from srgan_pipeline.models import Generator
 
-Checkpoint = Callable[[], dict[str, Any]]
+CheckpointLoader = Callable[[], dict[str, Any]]
 
 # The models of evaluation.models / upscale.model that are generators, and the catalog dataset
 # (the train_gan output) each one is read from.
@@ -34,8 +34,8 @@ GENERATOR_DATASETS = {"srresnet": "generator_pretrained", "srgan": "generator_ga
 ARCHITECTURE = ("scale", "channels", "num_blocks", "input_skip")
 
 
-def generator_checkpoint(model: str, generator_pretrained: Checkpoint,
-                         generator_gan: Checkpoint) -> Checkpoint:
+def generator_checkpoint(model: str, generator_pretrained: CheckpointLoader,
+                         generator_gan: CheckpointLoader) -> CheckpointLoader:
     """The loader of ``model``'s checkpoint ("srresnet" or "srgan") among the train_gan outputs."""
     loaders = {"generator_pretrained": generator_pretrained, "generator_gan": generator_gan}
     return loaders[GENERATOR_DATASETS[model]]
