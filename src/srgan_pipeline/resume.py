@@ -232,6 +232,7 @@ class ResumePoint:
     @contextmanager
     def held(self, on_resumed: Callable[[str | None], None] | None = None
              ) -> Iterator[dict[str, Any] | None]:
+        """While inside, the lock is held; gives the state to continue from (None: afresh)."""
         with owned(self.path) if self.holds_lock else nullcontext():
             yield self._start(on_resumed)
 
