@@ -644,3 +644,24 @@ def tmpfs(folder: Path, size: str, read_only: bool = False):
 def remount(folder: Path, size: str) -> None:
     """Give a test's tmpfs on ``folder`` a new size (the user freeing space)."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and when another process holds a core
+    the idle OpenMP threads spin: the training tests went from 5 s to 120 s on a busy 2-core
+    box. A module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    """The cheapest VGG perceptual loss: one block, random weights (no download)."""
+    from srgan_pipeline.models import VGGPerceptualLoss
+
+    return VGGPerceptualLoss(layer="relu1_2", weights="random")

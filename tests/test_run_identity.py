@@ -1,4 +1,4 @@
-"""The run identity of a training phase (train_gan nodes' phase_identity, resume.run_identity):
+"""The run identity of a training phase (resume.phase_identity, resume.run_identity):
 what README says a resume may change keeps it; what decides the weights changes it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from test_training_store import SCALE, SHAPES, SIZE, STRIDE, content, photo
 
 from srgan_pipeline.checkpoints import build_generator, describe_generator
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.pipelines.train_gan.nodes import phase_identity
+from srgan_pipeline.resume import phase_identity
 from srgan_pipeline.training_store import StoreContent, TrainingStore, write_store
 
 QUICKSTART = conf_parameters("quickstart")["train_gan"]

@@ -11,7 +11,7 @@ from typing import Any
 import mlflow
 
 from srgan_pipeline import tracking
-from srgan_pipeline.checkpoints import Checkpoint, generator_checkpoint
+from srgan_pipeline.checkpoints import CheckpointLoader, generator_checkpoint
 from srgan_pipeline.evaluation import group_pairs
 from srgan_pipeline.names import GENERATOR_DATASETS
 from srgan_pipeline.params import ServingParams, validate_params
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 
-def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
+def log_generator_models(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
                          serving: dict[str, Any]) -> None:
     """Log both phases' generators as MLflow models of this run (see ``serving.log_models``)."""
     settings = validate_params("serving", serving)
@@ -34,7 +34,7 @@ def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkp
         logger.info("Logged the %s generator as MLflow model %s", kind, uri)
 
 
-def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
+def register_generators(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
                         evaluation_summary: dict[str, Any], eval_pairs: dict[str, Any],
                         scale: int, serving: dict[str, Any]) -> dict[str, Any]:
     """Register every scored generator and point the alias at the best: a report of both.
@@ -100,7 +100,8 @@ def _score_tags(score: float, bicubic: float | None, rule: str, scored_on: str,
 
 
 def _register(client: mlflow.MlflowClient, name: str, kind: str, tags: dict[str, str],
-              settings: ServingParams, score: float, checkpoint: Checkpoint) -> dict[str, Any]:
+              settings: ServingParams, score: float, checkpoint: CheckpointLoader
+              ) -> dict[str, Any]:
     uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
     version = register_version(client, name, uri, {"weights_sha256": digest, "model": kind,
                                                    **tags})

@@ -3,9 +3,10 @@
 ``launch(settings, device, fn, *args)`` starts ``nproc_per_node`` processes on this machine with
 torch's elastic launcher (``elastic_launch``, the agent behind ``torchrun``), each calling
 ``fn(world, *args)`` with a :class:`World`: its rank, the world size and its device, joined in
-a process group (gloo on CPU, nccl on CUDA). The training nodes call it from inside
-``kedro run``, so Kedro is never re-executed per rank (the trap of launchers that re-run
-``sys.argv``); several machines each run the same ``kedro run`` with their ``node_rank``.
+a process group (gloo on CPU, nccl on CUDA). The training nodes call it (through
+``job.train``) from inside ``kedro run``, so Kedro is never re-executed per rank (the trap of
+launchers that re-run ``sys.argv``); several machines each run the same ``kedro run`` with
+their ``node_rank``.
 
 The loop (loop.py) asks its :class:`World` for the few collective decisions: wrap a trained
 module in DistributedDataParallel, average the metrics of a window, agree on the time budget,

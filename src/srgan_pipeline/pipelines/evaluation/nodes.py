@@ -11,7 +11,7 @@ import pandas as pd
 
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import (
-    Checkpoint,
+    CheckpointLoader,
     generator_checkpoint,
     generator_from_checkpoint,
 )
@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 def evaluate_models(
     eval_pairs: dict[str, Callable[[], np.ndarray]],
-    generator_pretrained: Checkpoint,
-    generator_gan: Checkpoint,
+    generator_pretrained: CheckpointLoader,
+    generator_gan: CheckpointLoader,
     scale: int,
     evaluation: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:

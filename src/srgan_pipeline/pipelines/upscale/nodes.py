@@ -13,7 +13,7 @@ from PIL import Image
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import (
     GENERATOR_DATASETS,
-    Checkpoint,
+    CheckpointLoader,
     generator_checkpoint,
     generator_from_checkpoint,
 )
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def upscale_folder(
-    generator_pretrained: Checkpoint, generator_gan: Checkpoint, upscale: dict[str, Any]
+    generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader, upscale: dict[str, Any]
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Any]]:
     """Upscaled images keyed by output name, plus a report: input -> output, and skips.
 
