@@ -9,8 +9,8 @@ import logging
 
 import pytest
 import torch
+from conftest import conf_parameters
 from kedro.io.core import DatasetError
-from test_params import conf_parameters
 from test_training_store import content
 
 from srgan_pipeline.datasets import TorchCheckpointDataset

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import torch
-from test_params import conf_parameters
+from conftest import conf_parameters
 
 from srgan_pipeline.devices import use_bf16_autocast
 from srgan_pipeline.params import validate_params
