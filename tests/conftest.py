@@ -605,3 +605,36 @@ def tmpfs(folder: Path, size: str, read_only: bool = False):
 def remount(folder: Path, size: str) -> None:
     """Give a test's tmpfs on ``folder`` a new size (the user freeing space)."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference on tiny generators (tests/inference): the data and the thread setting they share.
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: a second thread only adds OpenMP barriers, which cost milliseconds each
+    when other processes share the cores (tests/inference: 17 s -> under 1 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lr_waves(height: int, width: int, seed: int = 0, *, period: int = 4, phase: int = 1,
+             rows: int = 5, noise: float = 20) -> np.ndarray:
+    """A uint8 RGB LR image: smooth colour waves plus noise, structure for the convs to carry
+    across tile seams. Channel c waves with sin(x / (period + c) + phase * c) * cos(y / rows)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    waves = np.stack([128 + 90 * np.sin(xx / (period + c) + phase * c) * np.cos(yy / rows)
+                      for c in range(3)], -1)
+    return np.clip(waves + rng.normal(0, noise, waves.shape), 0, 255).astype(np.uint8)
+
+
+def grey_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel absolute difference of two uint8 images of one shape, in grey levels."""
+    assert a.shape == b.shape
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))

@@ -75,7 +75,7 @@ def _post(url: str, body: bytes, query: str) -> tuple[int, bytes]:
 
 @pytest.mark.parametrize("step, query", [
     ("open_request_image", f"model={CHAMPION}"),  # decoding the upload
-    ("imresize", "method=bicubic"),               # MATLAB bicubic
+    ("imresize", f"model={CHAMPION}&method=bicubic"),  # MATLAB bicubic
     ("png_bytes", f"model={CHAMPION}"),           # encoding the result
 ])
 def test_a_held_upload_stalls_no_other_request(page, monkeypatch, step, query):
