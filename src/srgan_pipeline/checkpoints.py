@@ -22,12 +22,9 @@ import torch
 from torch import nn
 
 from srgan_pipeline.models import Generator
+from srgan_pipeline.names import GENERATOR_DATASETS
 
 Checkpoint = Callable[[], dict[str, Any]]
-
-# The models of evaluation.models / upscale.model that are generators, and the catalog dataset
-# (the train_gan output) each one is read from.
-GENERATOR_DATASETS = {"srresnet": "generator_pretrained", "srgan": "generator_gan"}
 
 # Generator constructor arguments that decide its weights' shapes and what they compute
 # (residual_init_scale only changes the initial values, which a checkpoint overwrites).

@@ -12,9 +12,10 @@ import logging
 
 import torch
 
+from srgan_pipeline.names import PRECISIONS
+
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 

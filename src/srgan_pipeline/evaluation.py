@@ -12,13 +12,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from srgan_pipeline.checkpoints import GENERATOR_DATASETS
 from srgan_pipeline.imaging import rgb_to_y
 from srgan_pipeline.inference import Upscaler
 from srgan_pipeline.metrics import bicubic_upscale, score
-
-MODELS = ("bicubic", *GENERATOR_DATASETS)
-METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
+from srgan_pipeline.names import METRICS
 
 # lr -> sr, uint8 HxWx3 arrays: bicubic, or a prepared generator's Upscaler.upscale
 SuperResolve = Callable[[np.ndarray], np.ndarray]

@@ -22,6 +22,17 @@ from pydantic import (
     ValidationInfo,
 )
 
+from srgan_pipeline.architecture import SCALES
+from srgan_pipeline.names import (
+    BUILTIN_PHOTOS,
+    GENERATOR_DATASETS,
+    MODELS,
+    PRECISIONS,
+    RUNTIMES,
+    VGG19_LAYERS,
+    is_model_uri,
+)
+
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
 
@@ -29,8 +40,6 @@ class Params(BaseModel):
     """Base of every parameter block: unknown keys refused, values immutable, types strict."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
-
-
 
 
 def _scale_of(info: ValidationInfo) -> int | None:
@@ -52,8 +61,9 @@ def multiple_of_scale(value: int, info: ValidationInfo) -> int:
 
 
 def _supported_scale(value: int) -> int:
-    if value not in (2, 4):
-        raise ValueError(f"must be 2 or 4 (the generator's upsampling factors), got {value!r}")
+    if value not in SCALES:
+        raise ValueError(f"must be {' or '.join(map(str, SCALES))} (the generator's upsampling "
+                         f"factors), got {value!r}")
     return value
 
 
@@ -65,7 +75,7 @@ def _pair(value: Any) -> Any:
 
 def _device_name(value: str) -> str:
     # Only the spelling is checked here; whether the device exists is decided on the machine
-    # that runs the node (training.pick_device).
+    # that runs the node (devices.pick_device).
     if not re.fullmatch(r"auto|(cpu|cuda|mps)(:\d+)?", value):
         raise ValueError(
             f"must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {value!r}"
@@ -74,8 +84,6 @@ def _device_name(value: str) -> str:
 
 
 def vgg_layer(value: str) -> str:
-    from srgan_pipeline.models.perceptual import VGG19_LAYERS  # torch: imported when used
-
     if value not in VGG19_LAYERS:
         raise ValueError(f"must be a VGG19 layer ({', '.join(VGG19_LAYERS)}), got {value!r}")
     return value
@@ -84,8 +92,6 @@ def vgg_layer(value: str) -> str:
 def model_names(value: Any) -> Any:
     # kedro run --params splits on commas, so the command line gives several as one string:
     # --params="evaluation.models=bicubic srresnet"
-    from srgan_pipeline.evaluation import MODELS
-
     names = value.split() if isinstance(value, str) else value
     if (not names or not isinstance(names, list | tuple)
             or not all(isinstance(n, str) for n in names) or set(names) - set(MODELS)):
@@ -94,8 +100,6 @@ def model_names(value: Any) -> Any:
 
 
 def builtin_names(value: Any) -> Any:
-    from srgan_pipeline.sources import BUILTIN_PHOTOS
-
     names = [value] if isinstance(value, str) else value
     if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
         raise ValueError(f"must be a photograph name or a list of them, got {value!r}")
@@ -131,10 +135,8 @@ Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
 Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
 Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
 Device = Annotated[str, AfterValidator(_device_name)]
-# auto: bf16 where the device has bf16 units (devices.resolve_precision), else fp32
-Precision = Literal["auto", "fp32", "bf16"]
-# torch, or openvino (optional extra, CPU only): inference.runtimes
-Runtime = Literal["torch", "openvino"]
+Precision = Literal[PRECISIONS]
+Runtime = Literal[RUNTIMES]
 
 
 def _amp_setting(value: Any) -> Any:
@@ -150,9 +152,6 @@ Scale = Annotated[int, AfterValidator(_supported_scale)]
 
 
 def generator_choice(value: str) -> str:
-    from srgan_pipeline.checkpoints import GENERATOR_DATASETS
-    from srgan_pipeline.serving.params import is_model_uri
-
     if value not in GENERATOR_DATASETS and not is_model_uri(value):
         names = ", ".join(repr(name) for name in GENERATOR_DATASETS)
         raise ValueError(f"must be {names} or an MLflow model URI "

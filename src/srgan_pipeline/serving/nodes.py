@@ -11,10 +11,11 @@ from typing import Any
 import mlflow
 
 from srgan_pipeline import tracking
-from srgan_pipeline.checkpoints import GENERATOR_DATASETS, Checkpoint, generator_checkpoint
+from srgan_pipeline.checkpoints import Checkpoint, generator_checkpoint
 from srgan_pipeline.evaluation import group_pairs
+from srgan_pipeline.names import GENERATOR_DATASETS
+from srgan_pipeline.params import ServingParams, validate_params
 from srgan_pipeline.serving.model import log_generator_model
-from srgan_pipeline.serving.params import ServingParams, validate_serving
 from srgan_pipeline.serving.registry import register_version, set_champion
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
                          serving: dict[str, Any]) -> None:
     """Log both phases' generators as MLflow models of this run (see ``serving.log_models``)."""
-    settings = validate_serving(serving)
+    settings = validate_params("serving", serving)
     if not settings.log_models or not tracking.active():
         return
     for model in GENERATOR_DATASETS:
@@ -41,7 +42,7 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
     Only a score on every image of the sets counts for the alias (``eval_pairs`` tells how
     many there are): a subset evaluation records ``subset_*`` tags and leaves the alias alone.
     """
-    settings = validate_serving(serving)
+    settings = validate_params("serving", serving)
     name, alias, metric = (settings.registry.model_name, settings.registry.alias,
                            settings.registry.metric)
     sets = _scored_sets(settings.registry.sets, evaluation_summary)

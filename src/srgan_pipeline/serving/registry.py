@@ -25,10 +25,9 @@ import torch
 from mlflow.entities.model_registry import ModelVersion
 
 from srgan_pipeline.serving.model import ARTIFACT
-from srgan_pipeline.serving.params import is_model_uri
 
-__all__ = ["beats_bicubic", "describe_versions", "is_model_uri", "load_model_checkpoint",
-           "register_version", "set_champion"]
+__all__ = ["beats_bicubic", "describe_versions", "load_model_checkpoint", "register_version",
+           "set_champion"]
 
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,

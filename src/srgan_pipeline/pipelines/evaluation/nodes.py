@@ -16,7 +16,6 @@ from srgan_pipeline.checkpoints import (
     generator_from_checkpoint,
 )
 from srgan_pipeline.evaluation import (
-    METRICS,
     SuperResolve,
     comparison_figure,
     group_pairs,
@@ -26,6 +25,7 @@ from srgan_pipeline.evaluation import (
     summary_table,
 )
 from srgan_pipeline.inference import InferencePlan, Upscaler, plan_inference
+from srgan_pipeline.names import METRICS
 from srgan_pipeline.params import EvaluationParams, FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
