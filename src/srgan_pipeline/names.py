@@ -43,7 +43,7 @@ VGG19_LAYERS = {
 
 # --------------------------------------------------------------------------- inference
 
-# Who runs the generator: PyTorch, or OpenVINO (an optional extra, CPU only): inference/runtimes.py
+# Who runs the generator: PyTorch, or OpenVINO (an optional extra, CPU only): inference/upscaler.py
 RUNTIMES = ("torch", "openvino")
 # auto: bf16 where the device has bf16 units, else fp32 (devices.resolve_precision)
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +27,14 @@ from srgan_pipeline.inference.fusion import inference_model
 from srgan_pipeline.inference.images import upscale_any_mode
 from srgan_pipeline.inference.openvino_runtime import OpenVINOModel, import_openvino
 from srgan_pipeline.inference.tiling import DEFAULT_TILE, receptive_radius, upscale_tiles
+from srgan_pipeline.names import RUNTIMES
+from srgan_pipeline.params.inference import TilePerPrecision
 
 __all__ = ["RUNTIMES", "InferencePlan", "Upscaler", "check_runtime", "plan_inference",
            "upscale", "upscale_image"]
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "openvino")
 _PRECISION_OF = {dtype: name for name, dtype in DTYPES.items()}
 
 
@@ -49,14 +49,14 @@ def check_runtime(runtime: str, device: torch.device, param: str = "runtime") ->
                              f"set the device to cpu, or {param}=torch")
 
 
-def plan_inference(device: str | torch.device, precision: str, tile: int | Any,
+def plan_inference(device: str | torch.device, precision: str, tile: int | TilePerPrecision,
                    runtime: str = "torch", *, block: str | None = None) -> InferencePlan:
     """The inference settings resolved for this machine, and checked, before any checkpoint is
     read; errors name ``<block>.<key>`` (e.g. ``upscale.runtime``).
 
     ``device``: a name (``auto``: cuda, else mps, else cpu); ``precision``: ``auto`` is bf16
     where the device has bf16 units, else fp32; ``tile``: one LR tile side, or one per
-    precision (``tile.fp32`` / ``tile.bf16``, the parameters' :class:`TilePerPrecision`).
+    precision (``tile.fp32`` / ``tile.bf16``: the parameters' :class:`TilePerPrecision`).
     """
     device = device if isinstance(device, torch.device) else pick_device(device)
     check_runtime(runtime, device, _key(block, "runtime"))  # before the precision's warnings

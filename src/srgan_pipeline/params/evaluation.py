@@ -6,15 +6,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-from srgan_pipeline.params.rules import (
-    Device,
-    NonNegativeInt,
-    Params,
-    PositiveInt,
-    Precision,
-    Runtime,
-    model_names,
-)
+from srgan_pipeline.params.inference import InferenceParams
+from srgan_pipeline.params.rules import NonNegativeInt, Params, PositiveInt, model_names
 
 
 class FiguresParams(Params):
@@ -23,19 +16,10 @@ class FiguresParams(Params):
     images: dict[str, list[str]]
 
 
-class TilePerPrecision(Params):
-    """LR tile side of tiled inference for each precision (each runs fastest at its own)."""
+class EvaluationParams(InferenceParams):
+    """The inference settings (device, precision, tile, runtime), then what is scored."""
 
-    fp32: PositiveInt
-    bf16: PositiveInt
-
-
-class EvaluationParams(Params):
     models: Annotated[tuple[str, ...], BeforeValidator(model_names)]
-    device: Device
-    precision: Precision
-    tile: TilePerPrecision
-    runtime: Runtime
     crop_border: NonNegativeInt | None  # null = scale
     images_per_set: PositiveInt | None  # null = all
     figures: FiguresParams
