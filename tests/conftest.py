@@ -638,3 +638,26 @@ def grey_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel absolute difference of two uint8 images of one shape, in grey levels."""
     assert a.shape == b.shape
     return np.abs(a.astype(np.int16) - b.astype(np.int16))
+
+
+class _FP32OnlyOpenVINO:
+    """Stands in for OpenVINO on a CPU without bf16 units: it runs fp32 whatever is asked."""
+
+    def __init__(self, generator, *, precision, param):
+        from srgan_pipeline.inference import inference_model
+
+        self.asked, self.precision = precision, "fp32"
+        self._model = inference_model(generator, device="cpu", channels_last=False)
+
+    def __call__(self, x):
+        return self._model(x.float().contiguous())
+
+
+@pytest.fixture
+def openvino_runs_fp32(monkeypatch):
+    """``runtime: openvino`` as on a CPU where OpenVINO runs fp32 when bf16 is asked, without
+    the extra installed (torch computes it): what the Upscaler then records and reports."""
+    from srgan_pipeline.inference import upscaler
+
+    monkeypatch.setattr(upscaler, "import_openvino", lambda param: None)
+    monkeypatch.setattr(upscaler, "OpenVINOModel", _FP32OnlyOpenVINO)

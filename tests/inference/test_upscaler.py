@@ -132,24 +132,11 @@ def test_bad_settings_are_refused_naming_the_parameter():
         InferencePlan(CPU, "fp32", 0, block="serving")
 
 
-class _FP32OnlyOpenVINO:
-    """Stands in for OpenVINO on a CPU without bf16 units: compiles fp32 whatever is asked."""
-
-    def __init__(self, generator, *, precision, param):
-        self.asked, self.precision = precision, "fp32"
-        self._model = inference_model(generator, device="cpu", channels_last=False)
-
-    def __call__(self, x):
-        return self._model(x.float().contiguous())
-
-
-def test_the_precision_openvino_really_runs_is_recorded_and_warned(generator, monkeypatch,
-                                                                   caplog):
+def test_the_precision_openvino_really_runs_is_recorded_and_warned(generator,
+                                                                   openvino_runs_fp32, caplog):
     """bf16 asked, fp32 run (OpenVINO on a CPU without bf16 units, stood in for here so that
     this runs without the extra): the Upscaler says fp32, keeps the tile asked for (bf16's),
     and the log says why."""
-    monkeypatch.setattr(upscaler_module, "import_openvino", lambda param: None)
-    monkeypatch.setattr(upscaler_module, "OpenVINOModel", _FP32OnlyOpenVINO)
     plan = plan_inference("cpu", "bf16", _tiles(8, 16), "openvino", block="upscale")
     assert (plan.precision, plan.tile, plan.runtime) == ("bf16", 16, "openvino")
     with caplog.at_level(logging.WARNING, logger=upscaler_module.__name__):
