@@ -53,6 +53,14 @@ def test_the_upscaler_records_what_it_runs(generator):
     assert x2.scale == 2 and x2.upscale_image(Image.new("RGB", (9, 7))).size == (18, 14)
 
 
+def test_a_model_that_does_not_name_its_scale_is_measured():
+    shuffle_x2 = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+    upscaler = InferencePlan(CPU, "fp32", 8).prepare(shuffle_x2)
+    assert (upscaler.scale, upscaler.receptive_radius) == (2, 1)
+    assert upscaler.upscale(lr_waves(5, 6)).shape == (10, 12, 3)
+    assert "model=" not in repr(upscaler) and "scale=2" in repr(upscaler)
+
+
 def test_a_prepared_upscaler_gives_the_pixels_of_one_call(generator):
     lr = lr_waves(20, 26, seed=10)
     upscaler = plan_inference("cpu", "fp32", 16).prepare(generator)

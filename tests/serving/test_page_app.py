@@ -55,15 +55,23 @@ def _serving(app):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the page did not start"
         time.sleep(0.05)
-    saved = {name: os.environ.get(name) for name in URI_VARIABLES}
     try:
-        yield f"http://127.0.0.1:{server.config.port}"
+        with _mlflow_uris_restored():
+            yield f"http://127.0.0.1:{server.config.port}"
     finally:
         server.should_exit = True
         thread.join(GIVE_UP_S)
-        # the page's generator loader sets the URIs process-wide, and MLflow exports them to
-        # os.environ, where `kedro run`s of later tests would find them (set_registry_uri(None)
-        # leaves MLFLOW_REGISTRY_URI set)
+
+
+@contextlib.contextmanager
+def _mlflow_uris_restored():
+    """MLflow's tracking and registry URIs as they were, once outside: the page's generator
+    loader sets them process-wide, and MLflow exports them to os.environ, where `kedro run`s of
+    later tests would find them (set_registry_uri(None) leaves MLFLOW_REGISTRY_URI set)."""
+    saved = {name: os.environ.get(name) for name in URI_VARIABLES}
+    try:
+        yield
+    finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
         for name, value in saved.items():
@@ -90,15 +98,14 @@ def x2_page(tmp_path_factory):
     generator = build_generator({"scale": 2, "channels": 8, "num_blocks": 1}).eval()
     state = {"generator_config": describe_generator(generator),
              "generator": generator.state_dict(), "phase": "pretrain", "step": 1}
-    mlflow.set_tracking_uri(uri)
-    try:
+    with _mlflow_uris_restored():  # registered in this store, whatever an earlier test set
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         experiment = mlflow.create_experiment("x2", artifact_location=str(store / "mlruns"))
         with mlflow.start_run(experiment_id=experiment):
             model_uri, digest = log_generator_model(state, model="srresnet")
         register_version(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri),
                          REGISTERED_MODEL, model_uri, {"weights_sha256": digest})
-    finally:
-        mlflow.set_tracking_uri(None)
     with _serving(page_app.create_app(uri, REGISTERED_MODEL, device="cpu")) as url:
         yield url, generator_from_checkpoint(state)
 

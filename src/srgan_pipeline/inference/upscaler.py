@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -59,10 +59,9 @@ def plan_inference(device: str | torch.device, precision: str, tile: int | TileP
     precision (``tile.fp32`` / ``tile.bf16``: the parameters' :class:`TilePerPrecision`).
     """
     device = device if isinstance(device, torch.device) else pick_device(device)
-    check_runtime(runtime, device, _key(block, "runtime"))  # before the precision's warnings
     precision = resolve_precision(precision, device, _key(block, "precision"))
     tile = tile if isinstance(tile, int) else getattr(tile, precision)
-    return InferencePlan(device, precision, tile, runtime, block=block)
+    return InferencePlan(device, precision, tile, runtime, block=block)  # checks the runtime
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class Upscaler:
     ``receptive_radius`` are the generator's (that radius of overlap makes tiles exact).
     """
 
-    model: Callable[[torch.Tensor], torch.Tensor]
+    model: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
     device: torch.device
     precision: str
     runtime: str
