@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib
 import io
@@ -77,6 +78,19 @@ def tiny_training(settings: dict[str, object] | None = None) -> str:
 
 
 TINY_TRAINING = tiny_training()
+
+
+def with_settings(block: dict, changes: dict[str, object]) -> dict:
+    """A copy of a parameter block with ``changes`` (``{"a.b": value}``) set, as --params
+    sets them; the block itself is left as it was."""
+    block = copy.deepcopy(block)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        target = block
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return block
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
@@ -402,6 +416,14 @@ def server():
     srv.shutdown()
     srv.server_close()
     thread.join(5)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_files(n: int = 3, size: int = 4000) -> dict[str, bytes]:
+    """``HR/0001.png`` .. : files that start as PNGs do, random after, for archives to carry."""
+    return {f"HR/{i:04d}.png": PNG_MAGIC + os.urandom(size) for i in range(1, n + 1)}
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:

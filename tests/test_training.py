@@ -12,7 +12,6 @@ from torch.optim.swa_utils import update_bn
 
 from srgan_pipeline import devices
 from srgan_pipeline.checkpoints import build_generator, evaluated_weights, load_generator_state
-from srgan_pipeline.devices import pick_device
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
 from srgan_pipeline.patches import PatchDataset, make_loader
 from srgan_pipeline.training import (
@@ -178,24 +177,6 @@ def test_loader_stream_depends_on_seed_and_position_only():
         assert all(torch.equal(a, b) for a, b in zip(x, y, strict=True))
     other = next(loader(seed=4))
     assert not torch.equal(first[0][1], other[1])
-
-
-@pytest.mark.parametrize(("cuda", "mps", "expected"), [
-    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu"),
-])
-def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
-    assert pick_device("auto").type == expected
-
-
-def test_pick_device():
-    assert pick_device("cpu") == CPU
-    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
-        pick_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available"):
-            pick_device("cuda")
 
 
 # -------------------------------------------------------------------------- config

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits, check_archive, extract
 from srgan_pipeline.downloads import download
 from srgan_pipeline.names import BUILTIN_PHOTOS
-from srgan_pipeline.params import ParameterError, Sources, validate_params
+from srgan_pipeline.params import ParameterError, Sources, clashing_source_names, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +103,9 @@ def check_distinct_names(groups: Mapping[str, Iterable[SourceSpec]]) -> None:
     A source's name keys its download, extraction and image folders; a train source and an
     evaluation set of one name would share them.
     """
-    seen: dict[str, SourceSpec] = {}
-    for specs in groups.values():
-        for spec in specs:
-            other = seen.setdefault(spec.name.casefold(), spec)
-            if other is not spec:
-                raise SourceError(
-                    f"{other.param} and {spec.param} have the same name (ignoring letter case), "
-                    "and a source's name keys the folders its files go to: rename one of them"
-                )
+    problem = clashing_source_names(spec.param for specs in groups.values() for spec in specs)
+    if problem:  # also refused when the parameters are validated (params.DataPrepParams)
+        raise SourceError(problem)
 
 
 def archive_path(spec: SourceSpec, raw_dir: Path) -> Path:

@@ -111,19 +111,16 @@ def test_bf16_inference_stays_within_a_few_grey_levels_of_fp32():
 
 
 def test_auto_precision_follows_the_hardware_and_picks_its_tile(monkeypatch):
-    cpu = torch.device("cpu")
+    """devices.resolve_precision decides (tests/test_devices.py); the plan takes that
+    precision's tile."""
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)  # e.g. AVX2 only
-    assert devices.resolve_precision("auto", cpu) == "fp32"
-    assert devices.resolve_precision("bf16", cpu) == "bf16"  # asked for: honoured
     plan = plan_inference("cpu", "auto", _tiles(24, 48))
     assert (plan.precision, plan.tile) == ("fp32", 24)
+    assert plan_inference("cpu", "bf16", _tiles(24, 48)).tile == 48  # asked for: honoured
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)  # AMX / AVX512-BF16
-    assert devices.resolve_precision("auto", cpu) == "bf16"
-    assert devices.resolve_precision("fp32", cpu) == "fp32"
     plan = plan_inference("cpu", "auto", _tiles(24, 48))
     assert (plan.precision, plan.tile) == ("bf16", 48)
-    with pytest.raises(ValueError, match=r"upscale.precision must be one of \['auto', 'fp32'"):
-        devices.resolve_precision("half", cpu, "upscale.precision")
+    assert plan_inference("cpu", "fp32", _tiles(24, 48)).tile == 24
 
 
 def test_bad_settings_are_refused_naming_the_parameter():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, with_settings
 from kedro.config import OmegaConfigLoader
 
 from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
     ParameterError,
     blocks_read_by,
+    rules_between_blocks,
     validate_params,
 )
 
@@ -27,19 +28,8 @@ BASE = conf_parameters("local")  # conf/local is empty: conf/base alone
 def with_value(block: str, dotted: str, value):
     """conf/base's block with one key (``a.b.c``) set, as --params would; the faces source,
     which conf/base leaves for the user to point somewhere, is turned off."""
-    params = _copy(BASE[block])
-    if block == "data_prep":
-        params["train_sources"]["faces"]["enabled"] = False
-    *parents, last = dotted.split(".")
-    target = params
-    for key in parents:
-        target = target[key]
-    target[last] = value
-    return params
-
-
-def _copy(value):
-    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+    off = {"train_sources.faces.enabled": False} if block == "data_prep" else {}
+    return with_settings(BASE[block], off | {dotted: value})
 
 
 def check(block: str, params) -> None:
@@ -222,3 +212,32 @@ def test_a_single_key_is_as_strict_as_in_its_block():
         with pytest.raises(ParameterError) as error:
             validate_params(path, value, scale=4)
         assert str(error.value).startswith(message)
+
+
+def between(scale: int, data_prep: dict, train_gan: dict) -> list[str]:
+    return rules_between_blocks({
+        "scale": scale, "data_prep": validate_params("data_prep", data_prep, scale=scale),
+        "train_gan": validate_params("train_gan", train_gan, scale=scale)})
+
+
+def test_every_crop_fits_the_smallest_tile_data_prep_stores():
+    data_prep, train_gan = with_value("data_prep", "min_size", 96), BASE["train_gan"]
+    assert between(4, data_prep, train_gan) == []
+    # images kept down to 93 px are cut to 96 (a multiple of the scale): a 96 px crop fits
+    assert between(4, with_value("data_prep", "min_size", 93), train_gan) == []
+    assert between(4, with_value("data_prep", "min_size", 64), train_gan) == [
+        f"train_gan.{phase}.patch_size (96) is larger than the smallest tile data_prep stores, "
+        "64 px (data_prep.min_size=64 keeps images of 64 px a side, each then one tile): set the "
+        "patch_size to 64 or less, or raise data_prep.min_size (smaller images are then "
+        "skipped) to 96 or more" for phase in ("pretrain", "adversarial")]
+    small_tiles = with_value("data_prep", "tiles", {"size": 88, "stride": 44})
+    assert between(4, small_tiles, with_value("train_gan", "pretrain.patch_size", 64)) == [
+        "train_gan.adversarial.patch_size (96) is larger than the smallest tile data_prep "
+        "stores, 88 px (data_prep.tiles.size=88): set the patch_size to 88 or less, or raise "
+        "data_prep.tiles.size to 96 or more"]
+
+
+def test_a_rule_between_blocks_applies_when_the_run_reads_both():
+    # train_gan alone trains on the store an earlier data_prep wrote, with its settings then
+    train_gan = validate_params("train_gan", BASE["train_gan"], scale=4)
+    assert rules_between_blocks({"scale": 4, "train_gan": train_gan}) == []

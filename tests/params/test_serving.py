@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, with_settings
 
 from srgan_pipeline.params import validate_params
 
@@ -14,13 +12,7 @@ SHIPPED = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_serving.yml").rea
 
 
 def _with(path: str, value):
-    settings = copy.deepcopy(SHIPPED)
-    *parents, key = path.split(".")
-    node = settings
-    for parent in parents:
-        node = node[parent]
-    node[key] = value
-    return settings
+    return with_settings(SHIPPED, {path: value})
 
 
 @pytest.mark.parametrize("env", ["base", "convergence"])

@@ -24,6 +24,7 @@ nothing else, so checking parameters loads no torch and no domain code (tests/te
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -34,6 +35,7 @@ from srgan_pipeline.params.data_prep import (
     SourceParams,
     Sources,
     TilesParams,
+    clashing_source_names,
 )
 from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams
 from srgan_pipeline.params.inference import InferenceParams, TilePerPrecision
@@ -76,6 +78,8 @@ __all__ = [
     "TrainGanParams",
     "UpscaleParams",
     "blocks_read_by",
+    "clashing_source_names",
+    "rules_between_blocks",
     "validate_params",
 ]
 
@@ -114,6 +118,36 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
         return TypeAdapter(schema, config=config).validate_python(value, context={"scale": scale})
     except ValidationError as error:
         raise ParameterError(describe_errors(error, path, schema)) from None
+
+
+def rules_between_blocks(blocks: Mapping[str, Any]) -> list[str]:
+    """What breaks a rule that ties two blocks, one message each, among the validated blocks
+    of a run (``{"scale": 4, "data_prep": DataPrepParams(...), ...}``).
+
+    A rule applies when the run reads both of its blocks: a train_gan run alone trains on the
+    store an earlier data_prep wrote, whatever the data_prep settings say now (the store's own
+    tiles are checked as they are read: patches.PatchDataset).
+    """
+    if {"scale", "data_prep", "train_gan"} <= set(blocks):
+        return _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
+    return []
+
+
+def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanParams
+                     ) -> list[str]:
+    # data_prep keeps images down to min_size a side (cut to a multiple of the scale), and an
+    # image side shorter than tiles.size is one tile of that side: each crop must fit in it.
+    kept = -(-data_prep.min_size // scale) * scale
+    tiles = data_prep.tiles.size
+    smallest = min(tiles, kept)
+    why, fix = ((f"data_prep.tiles.size={tiles}", "data_prep.tiles.size") if tiles <= kept else
+                (f"data_prep.min_size={data_prep.min_size} keeps images of {kept} px a side, "
+                 "each then one tile", "data_prep.min_size (smaller images are then skipped)"))
+    return [f"train_gan.{phase}.patch_size ({patch}) is larger than the smallest tile data_prep "
+            f"stores, {smallest} px ({why}): set the patch_size to {smallest} or less, or raise "
+            f"{fix} to {patch} or more"
+            for phase in ("pretrain", "adversarial")
+            if (patch := getattr(train_gan, phase).patch_size) > smallest]
 
 
 def blocks_read_by(pipeline) -> list[str]:

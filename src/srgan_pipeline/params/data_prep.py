@@ -3,6 +3,7 @@ limits."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, model_validator
@@ -94,3 +95,27 @@ class DataPrepParams(Params):
     archive_limits: ArchiveLimitsParams
     train_sources: Sources
     eval_sets: Sources
+
+    @model_validator(mode="after")
+    def _sources_apart(self) -> DataPrepParams:
+        enabled = [f"{{param}}.{group}.{name}" for group in ("train_sources", "eval_sets")
+                   for name, source in (getattr(self, group) or {}).items() if source.enabled]
+        if not enabled:
+            raise ValueError("nothing to do: {param}.train_sources and {param}.eval_sets are "
+                             "both empty or disabled; enable or add a source")
+        problem = clashing_source_names(enabled)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def clashing_source_names(params: Iterable[str]) -> str | None:
+    """Two sources of one name, ignoring letter case (macOS and Windows disks do), named by
+    their parameter paths (``<...>.<group>.<name>``): a source's name keys its folders."""
+    seen: dict[str, str] = {}
+    for param in params:
+        other = seen.setdefault(param.rpartition(".")[2].casefold(), param)
+        if other != param:
+            return (f"{other} and {param} have the same name (ignoring letter case), and a "
+                    "source's name keys the folders its files go to: rename one of them")
+    return None

@@ -5,7 +5,16 @@ rules. ``inference.plan_inference`` resolves them on the machine that runs the n
 
 from __future__ import annotations
 
-from srgan_pipeline.params.rules import Device, Params, PositiveInt, Precision, Runtime
+from pydantic import model_validator
+
+from srgan_pipeline.params.rules import (
+    Device,
+    Params,
+    PositiveInt,
+    Precision,
+    Runtime,
+    runtime_on_device,
+)
 
 
 class TilePerPrecision(Params):
@@ -22,3 +31,8 @@ class InferenceParams(Params):
     precision: Precision
     tile: TilePerPrecision
     runtime: Runtime
+
+    @model_validator(mode="after")
+    def _runtime_on_device(self) -> InferenceParams:
+        runtime_on_device(self.runtime, self.device)
+        return self

@@ -60,6 +60,23 @@ def multiple_of_scale(value: int, info: ValidationInfo) -> int:
     return value
 
 
+def patch_of_scale(value: int, info: ValidationInfo) -> int:
+    scale = _scale_of(info)
+    if scale is not None and value % scale:
+        fits = sorted({value // scale * scale or scale, (value // scale + 1) * scale})
+        raise ValueError(f"must be a multiple of scale ({scale}): the LR crop is patch_size / "
+                         f"scale pixels; got {value!r}, use {' or '.join(map(str, fits))}")
+    return value
+
+
+def runtime_on_device(runtime: str, device: str) -> None:
+    """Refuses ``runtime=openvino`` beside a device named that is not the CPU (``auto`` is
+    decided on the machine that runs it: inference.check_runtime)."""
+    if runtime == "openvino" and device.partition(":")[0] in ("cuda", "mps"):
+        raise ValueError(f"{{param}}.runtime=openvino runs on the CPU, but {{param}}.device is "
+                         f"{device}: set {{param}}.device=cpu, or {{param}}.runtime=torch")
+
+
 def _supported_scale(value: int) -> int:
     if value not in SCALES:
         raise ValueError(f"must be {' or '.join(map(str, SCALES))} (the generator's upsampling "

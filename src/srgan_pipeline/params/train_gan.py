@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from srgan_pipeline.architecture import CRITIC_DOWNSAMPLES, CRITIC_MIN_INPUT, CRITIC_POOL_SIZE
 from srgan_pipeline.params.rules import (
     AmpBf16,
     Betas,
@@ -17,6 +18,7 @@ from srgan_pipeline.params.rules import (
     Params,
     PositiveFloat,
     PositiveInt,
+    patch_of_scale,
     vgg_layer,
 )
 
@@ -42,7 +44,7 @@ class PhaseParams(Params):
 
     iterations: PositiveInt
     batch_size: PositiveInt
-    patch_size: PositiveInt
+    patch_size: Annotated[PositiveInt, AfterValidator(patch_of_scale)]  # HR crop side
     lr: PositiveFloat
     betas: Betas
     pixel_loss: Literal["mse", "l1"]
@@ -126,3 +128,43 @@ class TrainGanParams(Params):
     pretrain: PretrainParams
     adversarial: AdversarialParams
     distributed: DistributedParams
+
+    @model_validator(mode="after")
+    def _critic_sees_the_crop(self) -> TrainGanParams:
+        patch = self.adversarial.patch_size
+        if patch < CRITIC_MIN_INPUT:
+            raise ValueError(
+                f"{{param}}.adversarial.patch_size is {patch}, smaller than the {CRITIC_MIN_INPUT}"
+                f" px the critic takes (its {CRITIC_DOWNSAMPLES} stride-2 convolutions must leave"
+                f" a {CRITIC_POOL_SIZE}x{CRITIC_POOL_SIZE} map for its pooling): set it to "
+                f"{CRITIC_MIN_INPUT} or more (conf/base: 96)")
+        return self
+
+    @model_validator(mode="after")
+    def _device_fits_the_processes(self) -> TrainGanParams:
+        problem = distributed_device_problem(self.distributed, self.device)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def distributed_device_problem(spread: DistributedParams, device: str) -> str | None:
+    """Why data-parallel training cannot run on ``device``, or None: ``device`` is a
+    ``train_gan.device`` value, checked with the parameters, or the device ``auto`` resolved to,
+    checked on the machine that trains (training.distributed.check)."""
+    if spread.world_size == 1 or device == "auto":
+        return None
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda"):
+        return (f"train_gan.distributed.nproc_per_node={spread.nproc_per_node} runs on CPU "
+                f"(gloo) or CUDA (nccl), not on {device}; set train_gan.device=cpu, or "
+                "nproc_per_node=1")
+    if kind == "cuda" and index:
+        return (f"train_gan.device={device} names one GPU, but nproc_per_node="
+                f"{spread.nproc_per_node} puts process i on GPU i: set train_gan.device=cuda "
+                "(or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
+    if spread.sync_batchnorm and kind != "cuda":
+        return ("train_gan.distributed.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm "
+                f"runs on GPUs only), but training runs on {device}: set it to false (each "
+                "process then normalises over its own batch)")
+    return None
