@@ -5,8 +5,8 @@ the ``upscale`` pipeline reads a folder named by a parameter and writes a folder
 (two outputs), while ``pipeline_ml_factory`` needs an inference pipeline with exactly one
 output whose input is the request itself, and every other input persisted; its
 ``KedroPipelineModel`` would also run a Kedro runner and catalog per request. What both share
-is the inference itself: this model runs the pipeline's own :class:`~srgan_pipeline.inference.
-Upscaler` (tiled, bounded memory), prepared as evaluation and upscale prepare theirs. It is
+is the inference itself: this model runs the pipeline's own ``inference.Upscaler`` (tiled,
+bounded memory), prepared as evaluation and upscale prepare theirs. It is
 stored as "models from code" (:mod:`.model_code`, MLflow's recommended form: nothing is
 pickled), with this package as its code, so a registered model keeps working after the
 project's code moves on.
