@@ -80,6 +80,15 @@ def tiny_training(settings: dict[str, object] | None = None) -> str:
 TINY_TRAINING = tiny_training()
 
 
+def conf_parameters(env: str) -> dict:
+    """An environment's parameters as Kedro merges them with conf/base."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
+                               default_run_env=env)
+    return loader["parameters"]
+
+
 def with_settings(block: dict, changes: dict[str, object]) -> dict:
     """A copy of a parameter block with ``changes`` (``{"a.b": value}``) set, as --params
     sets them; the block itself is left as it was."""
@@ -459,13 +468,21 @@ def free_port() -> int:
 
 
 def start_server(command: list[str], cwd: Path, log: Path, health_url: str,
-                 env: dict[str, str] | None = None, wait_s: float = 120) -> subprocess.Popen:
+                 env: dict[str, str] | None = None, wait_s: float = 120,
+                 quiet: bool = True) -> subprocess.Popen:
     """``command`` in its own process group (so that its workers can be stopped with it),
-    output to ``log``; returns once ``health_url`` answers 200 (fails the test otherwise)."""
+    output to ``log``; returns once ``health_url`` answers 200 (fails the test otherwise).
+
+    ``quiet=False`` starts it without QUIET_ENV and TESTING_ENV, as a user's shell would (as
+    ``kedro(quiet=False)``): ``env`` then holds only what the documented command sets itself
+    (plus, typically, ``offline_env``'s guard)."""
     import urllib.request
 
+    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
+    child = {k: v for k, v in os.environ.items() if k not in hiding}
+    child.update((QUIET_ENV if quiet else {}) | (env or {}))
     with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **QUIET_ENV, **(env or {})},
+        proc = subprocess.Popen(command, cwd=cwd, env=child,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while True:

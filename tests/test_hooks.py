@@ -105,6 +105,8 @@ def conf_base_run(**changes: dict) -> dict:
      "upscale.runtime=openvino runs on the CPU, but upscale.device is mps"),
     ("data_prep train_gan", {"data_prep": {"min_size": 64}},
      "train_gan.pretrain.patch_size (96) is larger than the smallest tile data_prep stores"),
+    ("data_prep evaluation", {"serving": {"registry.sets": "set14"}},
+     "serving.registry.sets names ['set14'], which data_prep.eval_sets does not prepare"),
 ])
 def test_every_rule_that_ties_two_settings_is_refused_by_the_hook(pipelines, changes, message):
     import importlib

@@ -33,6 +33,7 @@ def test_the_code_that_acts_on_a_name_reads_the_same_table():
 
     assert inference.RUNTIMES is names.RUNTIMES
     assert devices.PRECISIONS is names.PRECISIONS
+    assert devices.DEVICE_TYPES is names.DEVICE_TYPES
     assert checkpoints.GENERATOR_DATASETS is names.GENERATOR_DATASETS
     assert evaluation.METRICS is names.METRICS
     assert sources.BUILTIN_PHOTOS is names.BUILTIN_PHOTOS

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from test_params import conf_parameters
+from conftest import conf_parameters
 from test_training_store import SCALE, SHAPES, SIZE, STRIDE, content, photo
 
 from srgan_pipeline.checkpoints import build_generator, describe_generator
@@ -99,7 +99,7 @@ def test_where_and_how_many_processes_train_keeps_the_identity(phase, key, value
 
 @pytest.mark.parametrize(("phase", "key", "value"), [
     *[(phase, f"{phase}.{key}", value) for phase in PHASES for key, value in (
-        ("seed", 1), ("lr", 3e-4), ("batch_size", 3), ("patch_size", 32),
+        ("seed", 1), ("lr", 3e-4), ("batch_size", 3), ("patch_size", 128),
         ("pixel_loss", "l1"), ("perceptual_weight", 0.5))],
     ("pretrain", "generator.channels", 16),        # phase 1 builds the generator from these
     ("pretrain", "generator.num_blocks", 2),

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from srgan_pipeline.names import PRECISIONS
+from srgan_pipeline.names import DEVICE_TYPES, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def pick_device(name: str = "auto") -> torch.device:
             )
     elif device.type == "mps" and not mps_ok:
         raise ValueError(f"device {name!r} requested but MPS is not available; use 'auto' or 'cpu'")
-    elif device.type not in ("cpu", "cuda", "mps"):
+    elif device.type not in DEVICE_TYPES:
         raise ValueError(f"unsupported device {name!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
     return device
 

@@ -31,6 +31,10 @@ BUILTIN_PHOTOS = {
 
 # --------------------------------------------------------------------------- train_gan
 
+# What a phase's pixel_loss names (losses.pixel_loss) and its lr_schedule (training/schedule.py).
+PIXEL_LOSSES = ("mse", "l1")
+LR_SCHEDULES = ("constant", "cosine", "step")
+
 # reluX_Y = ReLU after the Y-th conv of block X, as an index into torchvision's vgg19().features
 # (models/perceptual.py cuts the network there).
 VGG19_LAYERS = {
@@ -40,6 +44,12 @@ VGG19_LAYERS = {
     "relu4_1": 20, "relu4_2": 22, "relu4_3": 24, "relu4_4": 26,
     "relu5_1": 29, "relu5_2": 31, "relu5_3": 33, "relu5_4": 35,
 }  # fmt: skip
+
+# --------------------------------------------------------------------------- devices
+
+# The kinds of device a *.device setting names, each optionally with ":<index>", or "auto"
+# (devices.pick_device).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 # --------------------------------------------------------------------------- inference
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PROJECT_ROOT, with_settings
-from kedro.config import OmegaConfigLoader
+from conftest import conf_parameters, with_settings
 
 from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
@@ -13,14 +12,6 @@ from srgan_pipeline.params import (
     rules_between_blocks,
     validate_params,
 )
-
-
-def conf_parameters(env: str) -> dict:
-    """An environment's parameters as Kedro merges them (its blocks replace conf/base's)."""
-    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
-                               default_run_env=env)
-    return loader["parameters"]
-
 
 BASE = conf_parameters("local")  # conf/local is empty: conf/base alone
 
@@ -40,8 +31,9 @@ def check(block: str, params) -> None:
 def test_every_block_of_every_environment_is_valid(env):
     params = conf_parameters(env)
     assert set(params) == set(PARAMETER_BLOCKS)
-    for block, value in params.items():
-        validate_params(block, value, scale=params["scale"])
+    blocks = {block: validate_params(block, value, scale=params["scale"])
+              for block, value in params.items()}
+    assert rules_between_blocks(blocks) == []
 
 
 def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_somewhere():
@@ -235,6 +227,23 @@ def test_every_crop_fits_the_smallest_tile_data_prep_stores():
         "train_gan.adversarial.patch_size (96) is larger than the smallest tile data_prep "
         "stores, 88 px (data_prep.tiles.size=88): set the patch_size to 88 or less, or raise "
         "data_prep.tiles.size to 96 or more"]
+
+
+def test_the_registry_chooses_on_sets_data_prep_prepares():
+    def refusals(sets, read=("data_prep", "evaluation", "serving")):
+        blocks = {"data_prep": with_value("data_prep", "show_progress", False),
+                  "evaluation": BASE["evaluation"],
+                  "serving": with_value("serving", "registry.sets", sets)}
+        return rules_between_blocks({block: validate_params(block, blocks[block])
+                                     for block in read})
+
+    assert refusals(None) == refusals(["urban100"]) == []
+    assert refusals(["set14", "urban100", "b100"]) == [
+        "serving.registry.sets names ['b100', 'set14'], which data_prep.eval_sets does not "
+        "prepare (it prepares ['urban100']): add them to data_prep.eval_sets, or choose among "
+        "those (null: every scored set)"]
+    # evaluation alone scores the sets an earlier data_prep prepared
+    assert refusals(["set14"], read=("evaluation", "serving")) == []
 
 
 def test_a_rule_between_blocks_applies_when_the_run_reads_both():

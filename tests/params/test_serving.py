@@ -27,6 +27,13 @@ def test_several_sets_from_the_command_line_are_one_spaced_value():
     assert settings.registry.sets == ("urban100", "set14")
 
 
+def test_sets_from_yaml_are_a_list():
+    settings = validate_params("serving", _with("registry.sets", ["urban100", "set14"]))
+    assert settings.registry.sets == ("urban100", "set14")
+    with pytest.raises(ValueError, match=r"serving\.registry\.sets\[1\]: must be a string"):
+        validate_params("serving", _with("registry.sets", ["urban100", 14]))
+
+
 @pytest.mark.parametrize("path, value, words", [
     ("max_pixel", 10, "serving.max_pixel: unknown key; valid keys: log_models, max_pixels"),
     ("max_pixels", 0, "serving.max_pixels: must be >= 1, got 0"),

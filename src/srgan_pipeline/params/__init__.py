@@ -1,11 +1,12 @@
 """The parameters of every pipeline: one pydantic model per top-level block of conf/*/parameters*.
 
 Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``)
-is checked by
-``validate_params`` before any node runs (hooks.py) and again by the nodes that read it (so they
-work outside Kedro too). Unknown keys are refused with the valid ones listed, and every error
-names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid keys: device,
-precision, tile, runtime, input_dir, model, max_pixels``.
+is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
+read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
+and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
+keys: device, precision, tile, runtime, input_dir, model, max_pixels``. A rule that ties two
+settings is checked with them: inside a block by its model, across blocks by
+``rules_between_blocks``.
 
 Defaults live in conf/base only: a pipeline key has no default here, so a missing key is an error
 rather than a silent second default. The exceptions are documented optional keys (a source's
@@ -107,9 +108,9 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
 
     ``path`` is a block (``"train_gan"``) or a key inside one (``"data_prep.tiles"``,
     ``"data_prep.min_size"``), as a node receives it. ``scale`` enables the checks relative to
-    the top-level ``scale`` (tile sizes, min_size). ``schema`` overrides the one found from
-    ``path``, which then only names the value in messages. Returns the validated value: a
-    frozen model for a block, the normalised value for a single key.
+    the top-level ``scale`` (tile sizes, min_size, training crops). ``schema`` overrides the
+    one found from ``path``, which then only names the value in messages. Returns the validated
+    value: a frozen model for a block, the normalised value for a single key.
     """
     schema = _schema_at(path) if schema is None else schema
     # A model brings its own config; a single key (or a mapping of models) gets the same rules.
@@ -128,9 +129,12 @@ def rules_between_blocks(blocks: Mapping[str, Any]) -> list[str]:
     store an earlier data_prep wrote, whatever the data_prep settings say now (the store's own
     tiles are checked as they are read: patches.PatchDataset).
     """
+    errors = []
     if {"scale", "data_prep", "train_gan"} <= set(blocks):
-        return _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
-    return []
+        errors += _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
+    if {"data_prep", "evaluation", "serving"} <= set(blocks):  # evaluation registers
+        errors += _registry_sets_prepared(blocks["data_prep"], blocks["serving"])
+    return errors
 
 
 def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanParams
@@ -148,6 +152,18 @@ def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanP
             f"{fix} to {patch} or more"
             for phase in ("pretrain", "adversarial")
             if (patch := getattr(train_gan, phase).patch_size) > smallest]
+
+
+def _registry_sets_prepared(data_prep: DataPrepParams, serving: ServingParams) -> list[str]:
+    # The champion is chosen on these sets' scores, after training and evaluation have run.
+    prepared = sorted(name for name, source in (data_prep.eval_sets or {}).items()
+                      if source.enabled)
+    missing = sorted(set(serving.registry.sets or ()) - set(prepared))
+    if not missing:
+        return []
+    return [f"serving.registry.sets names {missing}, which data_prep.eval_sets does not prepare "
+            f"(it prepares {prepared}): add them to data_prep.eval_sets, or choose among those "
+            "(null: every scored set)"]
 
 
 def blocks_read_by(pipeline) -> list[str]:

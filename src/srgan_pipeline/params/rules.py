@@ -25,6 +25,7 @@ from pydantic import (
 from srgan_pipeline.architecture import SCALES
 from srgan_pipeline.names import (
     BUILTIN_PHOTOS,
+    DEVICE_TYPES,
     GENERATOR_DATASETS,
     MODELS,
     PRECISIONS,
@@ -93,7 +94,7 @@ def _pair(value: Any) -> Any:
 def _device_name(value: str) -> str:
     # Only the spelling is checked here; whether the device exists is decided on the machine
     # that runs the node (devices.pick_device).
-    if not re.fullmatch(r"auto|(cpu|cuda|mps)(:\d+)?", value):
+    if not re.fullmatch(rf"auto|({'|'.join(DEVICE_TYPES)})(:\d+)?", value):
         raise ValueError(
             f"must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {value!r}"
         )

@@ -25,8 +25,11 @@ def _alias(value: str) -> str:
 
 
 def _names(value: Any) -> Any:
-    # kedro run --params splits on commas: several sets are one space-separated value
-    return tuple(value.split()) if isinstance(value, str) else value
+    # kedro run --params splits on commas: several sets are one space-separated value; YAML
+    # gives a list
+    if isinstance(value, str):
+        return tuple(value.split())
+    return tuple(value) if isinstance(value, list) else value
 
 
 class _Block(Params):

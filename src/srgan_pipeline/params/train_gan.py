@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from srgan_pipeline.architecture import CRITIC_DOWNSAMPLES, CRITIC_MIN_INPUT, CRITIC_POOL_SIZE
+from srgan_pipeline.names import LR_SCHEDULES, PIXEL_LOSSES
 from srgan_pipeline.params.rules import (
     AmpBf16,
     Betas,
@@ -47,7 +48,7 @@ class PhaseParams(Params):
     patch_size: Annotated[PositiveInt, AfterValidator(patch_of_scale)]  # HR crop side
     lr: PositiveFloat
     betas: Betas
-    pixel_loss: Literal["mse", "l1"]
+    pixel_loss: Literal[PIXEL_LOSSES]
     perceptual_weight: NonNegativeFloat
     log_every: PositiveInt
     checkpoint_every: PositiveInt
@@ -55,7 +56,7 @@ class PhaseParams(Params):
     channels_last: bool
     amp_bf16: AmpBf16
     max_minutes: PositiveFloat | None
-    lr_schedule: Literal["constant", "cosine", "step"]
+    lr_schedule: Literal[LR_SCHEDULES]
     warmup_steps: NonNegativeInt
     # step: the learning rate is multiplied by lr_gamma at each of these generator steps
     # (absolute steps, so a resumed or extended run keeps them where they were).
