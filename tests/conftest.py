@@ -650,7 +650,8 @@ def remount(folder: Path, size: str) -> None:
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and when another process holds a core
     the idle OpenMP threads spin: the training tests went from 5 s to 120 s on a busy 2-core
-    box. A module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    box, tests/inference from 17 s to under 1 s. A module takes it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     import torch
 
     before = torch.get_num_threads()
@@ -665,3 +666,47 @@ def perceptual():
     from srgan_pipeline.models import VGGPerceptualLoss
 
     return VGGPerceptualLoss(layer="relu1_2", weights="random")
+
+
+# --------------------------------------------------------------------------------------------
+# Inference on tiny generators (tests/inference): the data and the thread setting they share.
+# --------------------------------------------------------------------------------------------
+
+def lr_waves(height: int, width: int, seed: int = 0, *, period: int = 4, phase: int = 1,
+             rows: int = 5, noise: float = 20) -> np.ndarray:
+    """A uint8 RGB LR image: smooth colour waves plus noise, structure for the convs to carry
+    across tile seams. Channel c waves with sin(x / (period + c) + phase * c) * cos(y / rows)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    waves = np.stack([128 + 90 * np.sin(xx / (period + c) + phase * c) * np.cos(yy / rows)
+                      for c in range(3)], -1)
+    return np.clip(waves + rng.normal(0, noise, waves.shape), 0, 255).astype(np.uint8)
+
+
+def grey_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel absolute difference of two uint8 images of one shape, in grey levels."""
+    assert a.shape == b.shape
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))
+
+
+class _FP32OnlyOpenVINO:
+    """Stands in for OpenVINO on a CPU without bf16 units: it runs fp32 whatever is asked."""
+
+    def __init__(self, generator, *, precision, param):
+        from srgan_pipeline.inference import inference_model
+
+        self.asked, self.precision = precision, "fp32"
+        self._model = inference_model(generator, device="cpu", channels_last=False)
+
+    def __call__(self, x):
+        return self._model(x.float().contiguous())
+
+
+@pytest.fixture
+def openvino_runs_fp32(monkeypatch):
+    """``runtime: openvino`` as on a CPU where OpenVINO runs fp32 when bf16 is asked, without
+    the extra installed (torch computes it): what the Upscaler then records and reports."""
+    from srgan_pipeline.inference import upscaler
+
+    monkeypatch.setattr(upscaler, "import_openvino", lambda param: None)
+    monkeypatch.setattr(upscaler, "OpenVINOModel", _FP32OnlyOpenVINO)

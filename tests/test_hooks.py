@@ -144,8 +144,8 @@ def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     runs = mlflow_run_ids(trained)
     output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
     assert mlflow_run_ids(trained) == runs
-    assert ("upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, "
-            "tile") in output
+    assert ("upscale.imput_dir: unknown key; valid keys: device, precision, tile, runtime, "
+            "input_dir, model, max_pixels") in output
     assert [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)] == before
 
 

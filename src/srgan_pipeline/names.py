@@ -53,7 +53,7 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 # --------------------------------------------------------------------------- inference
 
-# Who runs the generator: PyTorch, or OpenVINO (an optional extra, CPU only): inference/runtimes.py
+# Who runs the generator: PyTorch, or OpenVINO (an optional extra, CPU only): inference/upscaler.py
 RUNTIMES = ("torch", "openvino")
 # auto: bf16 where the device has bf16 units, else fp32 (devices.resolve_precision)
 PRECISIONS = ("auto", "fp32", "bf16")

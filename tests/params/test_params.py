@@ -53,8 +53,10 @@ def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_s
 
 @pytest.mark.parametrize(("block", "key", "value", "message"), [
     ("upscale", "imput_dir", "/x",
-     "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, tile"),
-    ("evaluation", "model", "bicubic", "evaluation.model: unknown key; valid keys: models, "),
+     "upscale.imput_dir: unknown key; valid keys: device, precision, tile, runtime, input_dir, "
+     "model, max_pixels"),
+    ("evaluation", "model", "bicubic", "evaluation.model: unknown key; valid keys: device, "
+     "precision, tile, runtime, models, "),
     ("data_prep", "min_sise", 50, "data_prep.min_sise: unknown key; valid keys: raw_dir, "),
     ("data_prep", "tiles.sise", 96, "data_prep.tiles.sise: unknown key; valid keys: size, stride"),
     ("data_prep", "eval_sets.urban100.pth", "/x",

@@ -108,8 +108,8 @@ def test_the_served_pixels_are_those_of_the_checkpoint_evaluation_scored(rest_se
     """@champion over REST gives, pixel for pixel, `upscale_image` of the train_gan checkpoint
     that evaluation scored for that version (its EMA weights where kept)."""
     url, workdir = rest_server
-    _, _, kind = served_quickstart
-    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, kind)))
+    _, _, model = served_quickstart
+    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, model)))
     lr = workdir / "data" / "05_model_input" / "eval" / "skimage_heldout" / "LR_x4"
     data = (lr / "chelsea.png").read_bytes()
     status, answer = _invoke(url, _split(data))

@@ -4,8 +4,9 @@ Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``
 is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
 read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
 and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
-keys: input_dir, model, device, precision, tile``. A rule that ties two settings is checked
-with them: inside a block by its model, across blocks by ``rules_between_blocks``.
+keys: device, precision, tile, runtime, input_dir, model, max_pixels``. A rule that ties two
+settings is checked with them: inside a block by its model, across blocks by
+``rules_between_blocks``.
 
 Defaults live in conf/base only: a pipeline key has no default here, so a missing key is an error
 rather than a silent second default. The exceptions are documented optional keys (a source's
@@ -37,7 +38,8 @@ from srgan_pipeline.params.data_prep import (
     TilesParams,
     clashing_source_names,
 )
-from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams, TilePerPrecision
+from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams
+from srgan_pipeline.params.inference import InferenceParams, TilePerPrecision
 from srgan_pipeline.params.messages import describe_errors, model_in
 from srgan_pipeline.params.rules import STRICT, Scale
 from srgan_pipeline.params.serving import RegistryParams, ServingParams
@@ -63,6 +65,7 @@ __all__ = [
     "EvaluationParams",
     "FiguresParams",
     "GeneratorParams",
+    "InferenceParams",
     "ParameterError",
     "PerceptualParams",
     "PhaseParams",

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, model_validator
+from pydantic import BeforeValidator
 
-from srgan_pipeline.params.rules import (
-    Device,
-    NonNegativeInt,
-    Params,
-    PositiveInt,
-    Precision,
-    Runtime,
-    model_names,
-    runtime_on_device,
-)
+from srgan_pipeline.params.inference import InferenceParams
+from srgan_pipeline.params.rules import NonNegativeInt, Params, PositiveInt, model_names
 
 
 class FiguresParams(Params):
@@ -24,24 +16,10 @@ class FiguresParams(Params):
     images: dict[str, list[str]]
 
 
-class TilePerPrecision(Params):
-    """LR tile side of tiled inference for each precision (each runs fastest at its own)."""
+class EvaluationParams(InferenceParams):
+    """The inference settings (device, precision, tile, runtime), then what is scored."""
 
-    fp32: PositiveInt
-    bf16: PositiveInt
-
-
-class EvaluationParams(Params):
     models: Annotated[tuple[str, ...], BeforeValidator(model_names)]
-    device: Device
-    precision: Precision
-    tile: TilePerPrecision
-    runtime: Runtime
     crop_border: NonNegativeInt | None  # null = scale
     images_per_set: PositiveInt | None  # null = all
     figures: FiguresParams
-
-    @model_validator(mode="after")
-    def _runtime_on_device(self) -> EvaluationParams:
-        runtime_on_device(self.runtime, self.device)
-        return self

@@ -1,7 +1,7 @@
 """Pydantic's validation errors rewritten as parameter paths and what is expected.
 
 Pydantic reports Python types (``int_type``, ``extra_forbidden``); a user of ``kedro run`` needs
-``upscale.imput_dir: unknown key; valid keys: input_dir, model, ...``.
+``upscale.imput_dir: unknown key; valid keys: device, precision, ...``.
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ def log_generator_models(generator_pretrained: CheckpointLoader, generator_gan: 
     settings = validate_params("serving", serving)
     if not settings.log_models or not tracking.active():
         return
-    for kind in GENERATOR_DATASETS:
-        checkpoint = generator_checkpoint(kind, generator_pretrained, generator_gan)
-        uri, _ = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
-        logger.info("Logged the %s generator as MLflow model %s", kind, uri)
+    for model in GENERATOR_DATASETS:
+        checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
+        uri, _ = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
+        logger.info("Logged the %s generator as MLflow model %s", model, uri)
 
 
 def register_generators(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
@@ -56,11 +56,11 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
     client = mlflow.MlflowClient()
     full, scored_on = _coverage(evaluation_summary, sets, group_pairs(eval_pairs, scale))
     bicubic = _mean(evaluation_summary, sets, "bicubic", metric)
-    for kind in [k for k in GENERATOR_DATASETS if all(k in evaluation_summary[s] for s in sets)]:
-        score = _mean(evaluation_summary, sets, kind, metric)
+    for model in [m for m in GENERATOR_DATASETS if all(m in evaluation_summary[s] for s in sets)]:
+        score = _mean(evaluation_summary, sets, model, metric)
         tags = _score_tags(score, bicubic, rule, scored_on, full)
-        report["registered"].append(_register(client, name, kind, tags, settings, score,
-                                              generator_checkpoint(kind, generator_pretrained,
+        report["registered"].append(_register(client, name, model, tags, settings, score,
+                                              generator_checkpoint(model, generator_pretrained,
                                                                    generator_gan)))
     if not full:
         report["champion_unchanged_because"] = (f"scored on a subset ({scored_on} images): only "
@@ -99,13 +99,13 @@ def _score_tags(score: float, bicubic: float | None, rule: str, scored_on: str,
     return tags
 
 
-def _register(client: mlflow.MlflowClient, name: str, kind: str, tags: dict[str, str],
+def _register(client: mlflow.MlflowClient, name: str, model: str, tags: dict[str, str],
               settings: ServingParams, score: float, checkpoint: CheckpointLoader
               ) -> dict[str, Any]:
-    uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
-    version = register_version(client, name, uri, {"weights_sha256": digest, "model": kind,
+    uri, digest = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
+    version = register_version(client, name, uri, {"weights_sha256": digest, "model": model,
                                                    **tags})
-    return {"model": kind, "version": int(version.version), "score": score,
+    return {"model": model, "version": int(version.version), "score": score,
             "scored_on_full_sets": "score" in tags, "model_uri": uri}
 
 

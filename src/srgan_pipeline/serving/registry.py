@@ -111,7 +111,7 @@ def _weights_uri(model_uri: str) -> str:
 
 
 def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
-    """Every version of ``name``, newest first, with its aliases, model kind and score."""
+    """Every version of ``name``, newest first: its aliases, model (srresnet, srgan), score."""
     versions = sorted(client.search_model_versions(f"name = '{name}'"),
                       key=lambda v: -int(v.version))
     aliases: dict[int, list[str]] = {}  # search_model_versions leaves ModelVersion.aliases empty
