@@ -28,6 +28,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
 
+def conf_parameters(env: str, runtime_params: dict | None = None) -> dict:
+    """An environment's parameters as `kedro run --env=ENV` resolves them: the project's
+    CONFIG_LOADER_ARGS (conf/base soft-merged with the environment), then ``runtime_params``
+    as --params would give them. ``base`` is conf/base alone."""
+    from kedro.config import OmegaConfigLoader
+
+    from srgan_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env,
+                               runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
 def shared_dataset(*parts: str) -> Path:
     """Path under ../shared/datasets, or skip the test with the reason."""
     path = SHARED_DATASETS.joinpath(*parts)

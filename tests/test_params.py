@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PROJECT_ROOT
-from kedro.config import OmegaConfigLoader
+from conftest import conf_parameters
 
 from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
@@ -12,14 +11,6 @@ from srgan_pipeline.params import (
     blocks_read_by,
     validate_params,
 )
-
-
-def conf_parameters(env: str) -> dict:
-    """An environment's parameters as Kedro merges them (its blocks replace conf/base's)."""
-    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
-                               default_run_env=env)
-    return loader["parameters"]
-
 
 BASE = conf_parameters("local")  # conf/local is empty: conf/base alone
 
