@@ -28,6 +28,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
 
+def documentation(page: str) -> str:
+    """The text of a documentation page: ``README.md`` (the front page) or a page of docs/."""
+    path = PROJECT_ROOT / page if page == "README.md" else PROJECT_ROOT / "docs" / page
+    return path.read_text()
+
+
 def conf_parameters(env: str, runtime_params: dict | None = None) -> dict:
     """An environment's parameters as `kedro run --env=ENV` resolves them: the project's
     CONFIG_LOADER_ARGS (conf/base soft-merged with the environment), then ``runtime_params``
