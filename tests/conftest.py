@@ -589,7 +589,7 @@ def registry_client(workdir: Path):
 def served_quickstart(tiny_quickstart, tmp_path_factory) -> tuple[Path, int, str]:
     """A copy of the tiny quickstart whose @champion a user set by hand: (folder, version,
     model kind). A few training steps score below bicubic, so evaluation sets no champion
-    (tests/serving/test_registry.py); what README serves is `models:/...@champion`, so the
+    (tests/serving/test_registry.py); what docs/serving.md serves is `models:/...@champion`, so the
     serving tests promote the best version as `MlflowClient.set_registered_model_alias` does."""
     workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("served") / "project")
     client = registry_client(workdir)
