@@ -35,7 +35,7 @@ from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import imresize, load_rgb, mod_crop
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.metrics import bicubic_upscale, psnr_y
-from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, make_loader
 from srgan_pipeline.training import phase_config, pretrain
 
 # The 15-minute CPU recipe (bf16, batch 32 of 64 px, init x0.1, cosine) and one change each.
@@ -119,7 +119,7 @@ def main() -> None:
                                perceptual_weight=0.0, seed=seed, ema_decay=args.ema_decay,
                                log_every=max(args.steps // 10, 1),
                                checkpoint_every=args.steps)
-            dataset = PatchDataset(hr_tiles, lr_tiles, cfg.patch_size, 4, cache=True)
+            dataset = PatchDataset(TileLoaders(hr_tiles, lr_tiles, 4, cache=True), cfg.patch_size)
             batches = make_loader(dataset, cfg.batch_size, args.num_workers, seed, device)
             generator = build_generator({"scale": 4, **generator_options}, seed=seed)
             started = time.perf_counter()

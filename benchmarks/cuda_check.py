@@ -40,7 +40,7 @@ from srgan_pipeline.devices import (
 from srgan_pipeline.imaging import imresize
 from srgan_pipeline.inference import upscale
 from srgan_pipeline.models import Critic, VGGPerceptualLoss
-from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, make_loader
 from srgan_pipeline.training import phase_config, pretrain, train_adversarial
 
 SMALL = {"scale": 4, "channels": 32, "num_blocks": 4}
@@ -55,8 +55,8 @@ def check(ok: bool, what: str) -> None:
 def batches(device, batch_size=16, patch_size=96, start_batch=0):
     hr = data.astronaut()[:512, :512]  # bundled with scikit-image: no download
     lr = imresize(hr, 0.25)
-    dataset = PatchDataset({"astronaut": lambda: hr}, {"astronaut": lambda: lr},
-                           patch_size=patch_size, scale=4, cache=True)
+    dataset = PatchDataset(TileLoaders({"astronaut": lambda: hr}, {"astronaut": lambda: lr},
+                                       scale=4, cache=True), patch_size=patch_size)
     return make_loader(dataset, batch_size, 0, 0, device, start_batch=start_batch)
 
 

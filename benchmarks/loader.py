@@ -4,7 +4,7 @@ What training consumes: make_loader batches of 16 random aligned 96 px HR / 24 p
 flips and rotations, from
   * png    the PNG tiles data_prep wrote before the store (480 px HR tiles every 240 px and
            their LR, compress_level 1, decoded for every sample: PatchDataset without cache)
-  * store  the training store (StorePatchDataset: memory-mapped whole images, no decoding)
+  * store  the training store (PatchDataset of the store: memory-mapped whole images, no decoding)
 built from the same photographs (SunHays80 from ../shared when present, else scikit-image's).
 Each configuration is warmed up (workers started, first batches), then timed for --seconds.
 
@@ -26,7 +26,7 @@ import torch
 
 from srgan_pipeline.datasets import RGBImageDataset
 from srgan_pipeline.imaging import imresize, load_rgb, mod_crop
-from srgan_pipeline.patches import PatchDataset, StorePatchDataset, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, make_loader
 from srgan_pipeline.tiles import tile_grid
 from srgan_pipeline.training_store import StoreContent, TrainingStore, write_store
 
@@ -96,8 +96,8 @@ def main() -> None:
         print(f"{len(paths)} photographs from {paths[0].parent}: {len(store)} tiles; "
               f"PNG tiles {png_bytes / 1e6:.1f} MB, store {store_bytes / 1e6:.1f} MB; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-        datasets = {"png": PatchDataset(*tiles, patch_size=PATCH, scale=SCALE),
-                    "store": StorePatchDataset(store, patch_size=PATCH)}
+        datasets = {"png": PatchDataset(TileLoaders(*tiles, scale=SCALE), patch_size=PATCH),
+                    "store": PatchDataset(store, patch_size=PATCH)}
         rates = {}
         print(f"batch {BATCH}, {PATCH} px HR crops with augmentation, samples/s:")
         for workers in args.workers:

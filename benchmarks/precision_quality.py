@@ -1,11 +1,12 @@
 """Quality of bf16 inference against float32 with a trained generator, on a whole test set.
 
-Each LR image of the set goes through the project's ``upscale`` twice, with the generator
-prepared in float32 and in bf16 (``inference_model``, the path evaluation and upscale take
-with ``precision``), at each precision's own tile size. Prints, per precision, the mean Y-PSNR
-(as the evaluation tables compute it: 8-bit outputs, ``scale`` pixels cropped per border),
-the difference of the means, the largest per-image Y-PSNR difference, the largest per-pixel
-difference between the two outputs in grey levels, and the time of each pass.
+Each LR image of the set goes through the project's inference twice, with the generator
+prepared as an ``Upscaler`` in float32 and in bf16 (``InferencePlan.prepare``, the path
+evaluation and upscale take with ``precision``), at each precision's own tile size. Prints,
+per precision, the mean Y-PSNR (as the evaluation tables compute it: 8-bit outputs, ``scale``
+pixels cropped per border), the difference of the means, the largest per-image Y-PSNR
+difference, the largest per-pixel difference between the two outputs in grey levels, and the
+time of each pass.
 
     python benchmarks/precision_quality.py \
         data/06_models/generator_pretrained.pt/<version>/generator_pretrained.pt
@@ -25,7 +26,7 @@ import torch
 
 from srgan_pipeline.checkpoints import generator_from_checkpoint
 from srgan_pipeline.imaging import load_rgb, mod_crop
-from srgan_pipeline.inference import inference_model, upscale
+from srgan_pipeline.inference import InferencePlan
 from srgan_pipeline.metrics import psnr_y
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "Urban100"
@@ -56,9 +57,10 @@ def main() -> None:
 
     generator = generator_from_checkpoint(torch.load(args.checkpoint, weights_only=True))
     scale = generator.scale
-    models = {"fp32": inference_model(generator, precision="fp32"),
-              "bf16": inference_model(generator, precision="bf16")}
     tiles = {"fp32": args.tile_fp32, "bf16": args.tile_bf16}
+    cpu = torch.device("cpu")
+    models = {precision: InferencePlan(cpu, precision, tiles[precision]).prepare(generator)
+              for precision in tiles}
     psnr = {"fp32": [], "bf16": []}
     seconds = {"fp32": 0.0, "bf16": 0.0}
     max_pixel_diff, worst = 0, ("", 0.0)
@@ -66,7 +68,7 @@ def main() -> None:
         outputs = {}
         for precision, model in models.items():
             start = time.perf_counter()
-            outputs[precision] = upscale(model, lr, tile=tiles[precision])
+            outputs[precision] = model.upscale(lr)
             seconds[precision] += time.perf_counter() - start
             psnr[precision].append(psnr_y(outputs[precision], hr, crop=scale))
         diff = int(np.abs(outputs["bf16"].astype(np.int16) - outputs["fp32"]).max())

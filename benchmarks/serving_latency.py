@@ -42,7 +42,7 @@ from srgan_pipeline.checkpoints import (
     describe_generator,
     generator_from_checkpoint,
 )
-from srgan_pipeline.inference import inference_model, upscale_image
+from srgan_pipeline.inference import DEFAULT_TILE, plan_inference
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.registry import register_version
 
@@ -98,11 +98,13 @@ def main() -> None:
     lr.save(buffer, format="PNG")
     png = buffer.getvalue()
 
-    model = inference_model(generator_from_checkpoint(checkpoint))
+    # as the served model prepares it (serving.model.SuperResolutionModel)
+    model = plan_inference("cpu", "fp32", DEFAULT_TILE).prepare(
+        generator_from_checkpoint(checkpoint))
     times = []
     for _ in range(args.repeats + 1):
         start = time.perf_counter()
-        upscale_image(model, lr)
+        model.upscale_image(lr)
         times.append(time.perf_counter() - start)
     print(f"inference in process: {statistics.median(times[1:]):.2f} s (median of "
           f"{args.repeats}, torch threads {torch.get_num_threads()})", flush=True)

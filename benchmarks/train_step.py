@@ -35,7 +35,7 @@ from PIL import Image
 
 from srgan_pipeline.losses import pixel_loss
 from srgan_pipeline.models import Generator, VGGPerceptualLoss, hr_to_unit
-from srgan_pipeline.patches import PatchDataset, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, make_loader
 from srgan_pipeline.training import phase_config, pretrain
 
 # The paper's VGG54 weight: the VGG forward and backward run at any weight > 0, so it sets the
@@ -118,7 +118,7 @@ def write_tiles(folder: Path, n: int, size: int = 480, scale: int = 4):
 
 
 def data_wait_share(generator, perceptual, workers: int, steps: int, tiles) -> tuple[float, float]:
-    dataset = PatchDataset(*tiles, patch_size=96, scale=4)
+    dataset = PatchDataset(TileLoaders(*tiles, scale=4), patch_size=96)
     batches = make_loader(dataset, 16, workers, seed=0, device=torch.device("cpu"))
     logs = []
     cfg = phase_config("pretrain", iterations=steps + 1, log_every=1, checkpoint_every=10**6,

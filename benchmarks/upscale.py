@@ -19,8 +19,8 @@ and the median of --repeats rounds is reported.
              units. Compared with every --bf16-tiles tile size (default 128 and 256).
   * --tiles N [N ...] adds ``upscale(..., tile=N)`` variants (e.g. 128: 4 tiles with 40 px of
              recomputed context each), to compare tile sizes.
-  * --openvino adds ``upscale(OpenVINOModel(generator, precision=P), lr, tile=N)``: the same
-             inference copy compiled by OpenVINO for the CPU (``runtime: openvino``; needs
+  * --openvino adds ``InferencePlan(cpu, P, N, "openvino").prepare(generator).upscale(lr)``:
+             the same inference copy compiled by OpenVINO for the CPU (``runtime: openvino``; needs
              ``pip install -e ".[openvino]"``), bf16 at every --openvino-tiles tile size
              (default 128 and 256) and fp32 at 256. Compiled once before timing (the
              conversion time is printed), as the upscale and evaluation nodes do per run.
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import resource
 import statistics
 import time
@@ -52,9 +53,10 @@ import time
 import numpy as np
 import torch
 
-from srgan_pipeline.inference import DEFAULT_TILE, upscale
-from srgan_pipeline.inference.openvino_runtime import OpenVINOModel
+from srgan_pipeline.inference import DEFAULT_TILE, InferencePlan, upscale
 from srgan_pipeline.models import Generator
+
+CPU = torch.device("cpu")
 
 GFLOP_PER_LR_PIXEL = 4.44e-3  # default generator: 4.44 MFLOP per LR pixel
 
@@ -96,13 +98,13 @@ def speed(args: argparse.Namespace) -> None:
         compiled = {}
         for precision in ("bf16", "fp32"):
             start = time.perf_counter()
-            compiled[precision] = OpenVINOModel(generator, precision=precision)
+            compiled[precision] = InferencePlan(CPU, precision, 256, "openvino").prepare(generator)
             print(f"OpenVINO {precision}: converted and compiled in "
                   f"{time.perf_counter() - start:.1f} s, runs {compiled[precision].precision}")
         for tile in args.openvino_tiles:
-            variants[f"openvino bf16 tile={tile}"] = lambda tile=tile: upscale(
-                compiled["bf16"], lr, tile=tile)
-        variants["openvino fp32 tile=256"] = lambda: upscale(compiled["fp32"], lr, tile=256)
+            variants[f"openvino bf16 tile={tile}"] = lambda tile=tile: dataclasses.replace(
+                compiled["bf16"], tile=tile).upscale(lr)
+        variants["openvino fp32 tile=256"] = lambda: compiled["fp32"].upscale(lr)
 
     times: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
@@ -132,11 +134,10 @@ def peak_memory(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     generator = Generator().eval()
     lr = make_lr(args.peak_size)
-    if args.runtime == "openvino":
-        generator = OpenVINOModel(generator, precision=args.precision)
+    prepared = InferencePlan(CPU, args.precision, args.tile, args.runtime).prepare(generator)
     before = peak_rss_mib()
     start = time.perf_counter()
-    out = upscale(generator, lr, tile=args.tile, precision=args.precision)
+    out = prepared.upscale(lr)
     elapsed = time.perf_counter() - start
     print(f"upscale {args.peak_size}x{args.peak_size} -> {out.shape[1]}x{out.shape[0]} "
           f"({args.runtime} {args.precision}, tile {args.tile}, default overlap, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib
 import io
@@ -32,19 +33,6 @@ def documentation(page: str) -> str:
     """The text of a documentation page: ``README.md`` (the front page) or a page of docs/."""
     path = PROJECT_ROOT / page if page == "README.md" else PROJECT_ROOT / "docs" / page
     return path.read_text()
-
-
-def conf_parameters(env: str, runtime_params: dict | None = None) -> dict:
-    """An environment's parameters as `kedro run --env=ENV` resolves them: the project's
-    CONFIG_LOADER_ARGS (conf/base soft-merged with the environment), then ``runtime_params``
-    as --params would give them. ``base`` is conf/base alone."""
-    from kedro.config import OmegaConfigLoader
-
-    from srgan_pipeline.settings import CONFIG_LOADER_ARGS
-
-    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env,
-                               runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
-    return loader["parameters"]
 
 
 def shared_dataset(*parts: str) -> Path:
@@ -96,6 +84,32 @@ def tiny_training(settings: dict[str, object] | None = None) -> str:
 
 
 TINY_TRAINING = tiny_training()
+
+
+def conf_parameters(env: str, runtime_params: dict | None = None) -> dict:
+    """An environment's parameters as `kedro run --env=ENV` resolves them: the project's
+    CONFIG_LOADER_ARGS (conf/base soft-merged with the environment), then ``runtime_params``
+    as --params would give them. ``base`` is conf/base alone."""
+    from kedro.config import OmegaConfigLoader
+
+    from srgan_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env,
+                               runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def with_settings(block: dict, changes: dict[str, object]) -> dict:
+    """A copy of a parameter block with ``changes`` (``{"a.b": value}``) set, as --params
+    sets them; the block itself is left as it was."""
+    block = copy.deepcopy(block)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        target = block
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return block
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}
@@ -423,6 +437,14 @@ def server():
     thread.join(5)
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_files(n: int = 3, size: int = 4000) -> dict[str, bytes]:
+    """``HR/0001.png`` .. : files that start as PNGs do, random after, for archives to carry."""
+    return {f"HR/{i:04d}.png": PNG_MAGIC + os.urandom(size) for i in range(1, n + 1)}
+
+
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -456,13 +478,21 @@ def free_port() -> int:
 
 
 def start_server(command: list[str], cwd: Path, log: Path, health_url: str,
-                 env: dict[str, str] | None = None, wait_s: float = 120) -> subprocess.Popen:
+                 env: dict[str, str] | None = None, wait_s: float = 120,
+                 quiet: bool = True) -> subprocess.Popen:
     """``command`` in its own process group (so that its workers can be stopped with it),
-    output to ``log``; returns once ``health_url`` answers 200 (fails the test otherwise)."""
+    output to ``log``; returns once ``health_url`` answers 200 (fails the test otherwise).
+
+    ``quiet=False`` starts it without QUIET_ENV and TESTING_ENV, as a user's shell would (as
+    ``kedro(quiet=False)``): ``env`` then holds only what the documented command sets itself
+    (plus, typically, ``offline_env``'s guard)."""
     import urllib.request
 
+    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
+    child = {k: v for k, v in os.environ.items() if k not in hiding}
+    child.update((QUIET_ENV if quiet else {}) | (env or {}))
     with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **QUIET_ENV, **(env or {})},
+        proc = subprocess.Popen(command, cwd=cwd, env=child,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while True:
@@ -624,3 +654,69 @@ def tmpfs(folder: Path, size: str, read_only: bool = False):
 def remount(folder: Path, size: str) -> None:
     """Give a test's tmpfs on ``folder`` a new size (the user freeing space)."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and when another process holds a core
+    the idle OpenMP threads spin: the training tests went from 5 s to 120 s on a busy 2-core
+    box, tests/inference from 17 s to under 1 s. A module takes it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    """The cheapest VGG perceptual loss: one block, random weights (no download)."""
+    from srgan_pipeline.models import VGGPerceptualLoss
+
+    return VGGPerceptualLoss(layer="relu1_2", weights="random")
+
+
+# --------------------------------------------------------------------------------------------
+# Inference on tiny generators (tests/inference): the data and the thread setting they share.
+# --------------------------------------------------------------------------------------------
+
+def lr_waves(height: int, width: int, seed: int = 0, *, period: int = 4, phase: int = 1,
+             rows: int = 5, noise: float = 20) -> np.ndarray:
+    """A uint8 RGB LR image: smooth colour waves plus noise, structure for the convs to carry
+    across tile seams. Channel c waves with sin(x / (period + c) + phase * c) * cos(y / rows)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    waves = np.stack([128 + 90 * np.sin(xx / (period + c) + phase * c) * np.cos(yy / rows)
+                      for c in range(3)], -1)
+    return np.clip(waves + rng.normal(0, noise, waves.shape), 0, 255).astype(np.uint8)
+
+
+def grey_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel absolute difference of two uint8 images of one shape, in grey levels."""
+    assert a.shape == b.shape
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))
+
+
+class _FP32OnlyOpenVINO:
+    """Stands in for OpenVINO on a CPU without bf16 units: it runs fp32 whatever is asked."""
+
+    def __init__(self, generator, *, precision, param):
+        from srgan_pipeline.inference import inference_model
+
+        self.asked, self.precision = precision, "fp32"
+        self._model = inference_model(generator, device="cpu", channels_last=False)
+
+    def __call__(self, x):
+        return self._model(x.float().contiguous())
+
+
+@pytest.fixture
+def openvino_runs_fp32(monkeypatch):
+    """``runtime: openvino`` as on a CPU where OpenVINO runs fp32 when bf16 is asked, without
+    the extra installed (torch computes it): what the Upscaler then records and reports."""
+    from srgan_pipeline.inference import upscaler
+
+    monkeypatch.setattr(upscaler, "import_openvino", lambda param: None)
+    monkeypatch.setattr(upscaler, "OpenVINOModel", _FP32OnlyOpenVINO)

@@ -61,6 +61,19 @@ def test_a_broken_link_fails_the_build(tmp_path):
     assert done.returncode != 0 and "nowhere.md" in done.stdout + done.stderr
 
 
+def test_every_file_the_pages_name_exists():
+    """Paths such as `tests/pipelines/train_gan/test_signals.py` or `src/srgan_pipeline/...`:
+    a moved file is renamed in the pages too."""
+    pages = ["README.md", *(p.name for p in (PROJECT_ROOT / "docs").glob("*.md"))]
+    named = {(page, path) for page in pages for path in re.findall(
+        r"`((?:src|tests|benchmarks|conf|notebooks)/[\w./-]+\.(?:py|yml|ipynb|md))`",
+        documentation(page))}
+    assert len(named) >= 10
+    missing = [n for n in named if not (PROJECT_ROOT / n[1]).is_file()
+               and not n[1].startswith("conf/local/")]  # the user's own, git-ignored
+    assert sorted(missing) == []
+
+
 @pytest.mark.parametrize("note", NOTES, ids=[n.stem for n in NOTES])
 def test_every_measured_note_names_its_date_machine_and_what(note):
     text = note.read_text()

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails
+from conftest import PROJECT_ROOT, TINY_TRAINING, kedro_project, kedro_run_fails, with_settings
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -78,6 +78,65 @@ def test_hook_checks_the_blocks_the_run_reads_and_refuses_unknown_blocks():
         "scale: must be 2 or 4 (the generator's upsampling factors), got 3"]
 
 
+def conf_base_run(**changes: dict) -> dict:
+    """Every block of conf/base (the faces source, left for the user to point somewhere, off),
+    with ``changes`` per block: ``train_gan={"device": "cpu"}``."""
+    blocks = {block: conf_base(block) for block in
+              ("data_prep", "train_gan", "evaluation", "upscale", "serving")}
+    blocks["data_prep"] = with_settings(blocks["data_prep"], {"train_sources.faces.enabled": False})
+    return {"scale": 4} | {block: with_settings(value, changes.get(block, {}))
+                           for block, value in blocks.items()}
+
+
+@pytest.mark.parametrize(("pipelines", "changes", "message"), [
+    ("train_gan", {"train_gan": {"pretrain.patch_size": 98}},
+     "train_gan.pretrain.patch_size: must be a multiple of scale (4)"),
+    ("train_gan", {"train_gan": {"adversarial.patch_size": 64}},
+     "train_gan.adversarial.patch_size is 64, smaller than the 81 px the critic takes"),
+    ("train_gan", {"train_gan": {"device": "cuda:1", "distributed.nproc_per_node": 2}},
+     "train_gan.device=cuda:1 names one GPU, but nproc_per_node=2"),
+    ("data_prep", {"data_prep": {"train_sources": None, "eval_sets": None}},
+     "data_prep: nothing to do: data_prep.train_sources and data_prep.eval_sets are both"),
+    ("data_prep", {"data_prep": {"eval_sets.Div2K": {"builtin": "coffee"}}},
+     "data_prep.train_sources.div2k and data_prep.eval_sets.Div2K have the same name"),
+    ("evaluation", {"evaluation": {"runtime": "openvino", "device": "cuda"}},
+     "evaluation.runtime=openvino runs on the CPU, but evaluation.device is cuda"),
+    ("upscale", {"upscale": {"runtime": "openvino", "device": "mps"}},
+     "upscale.runtime=openvino runs on the CPU, but upscale.device is mps"),
+    ("data_prep train_gan", {"data_prep": {"min_size": 64}},
+     "train_gan.pretrain.patch_size (96) is larger than the smallest tile data_prep stores"),
+    ("data_prep evaluation", {"serving": {"registry.sets": "set14"}},
+     "serving.registry.sets names ['set14'], which data_prep.eval_sets does not prepare"),
+])
+def test_every_rule_that_ties_two_settings_is_refused_by_the_hook(pipelines, changes, message):
+    import importlib
+
+    first, *more = (importlib.import_module(f"srgan_pipeline.pipelines.{name}").create_pipeline()
+                    for name in pipelines.split())
+    pipeline = sum(more, first)
+    with pytest.raises(ValueError) as error:
+        hook_run(pipeline, conf_base_run(**changes))
+    assert str(error.value).splitlines()[0] == "Invalid parameters (nothing was run):"
+    assert str(error.value).splitlines()[1].startswith(message)
+
+
+def test_a_rule_between_two_blocks_waits_for_a_run_that_reads_both():
+    from srgan_pipeline.pipelines import train_gan
+
+    hook_run(train_gan.create_pipeline(), conf_base_run(data_prep={"min_size": 64}))
+
+
+def test_crops_larger_than_the_smallest_tile_stop_the_run_before_data_prep_starts(fresh):
+    output = kedro_run_fails(fresh, "--pipelines=data_prep,train_gan",
+                             f"--params={TINY_TRAINING},data_prep.min_size=64")
+    assert ("train_gan.adversarial.patch_size (96) is larger than the smallest tile data_prep "
+            "stores, 64 px (data_prep.min_size=64 keeps images of 64 px a side") in output
+    assert "train_gan.pretrain.patch_size" not in output  # the quickstart's phase 1 crops 64 px
+    assert files_under(fresh / "data") == []  # no node ran
+    assert mlflow_run_ids(fresh) == []
+    assert not files_under(fresh / "mlruns")
+
+
 def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     # Compared with before: other tests may have upscaled in the shared quickstart project.
     written = [trained / "data" / "07_model_output", trained / "data" / "08_reporting"]
@@ -85,8 +144,8 @@ def test_misspelt_upscale_key_is_refused_and_nothing_is_upscaled(trained):
     runs = mlflow_run_ids(trained)
     output = kedro_run_fails(trained, "--pipeline=upscale", "--params=upscale.imput_dir=/x")
     assert mlflow_run_ids(trained) == runs
-    assert ("upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, "
-            "tile") in output
+    assert ("upscale.imput_dir: unknown key; valid keys: device, precision, tile, runtime, "
+            "input_dir, model, max_pixels") in output
     assert [(p, p.stat().st_mtime_ns) for folder in written for p in files_under(folder)] == before
 
 

@@ -1,4 +1,4 @@
-"""The run identity of a training phase (train_gan nodes' phase_identity, resume.run_identity):
+"""The run identity of a training phase (resume.phase_identity, resume.run_identity):
 what docs/training.md says a resume may change keeps it; what decides the weights changes it."""
 
 from __future__ import annotations
@@ -7,13 +7,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import documentation
-from test_params import conf_parameters
+from conftest import conf_parameters, documentation
 from test_training_store import SCALE, SHAPES, SIZE, STRIDE, content, photo
 
 from srgan_pipeline.checkpoints import build_generator, describe_generator
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.pipelines.train_gan.nodes import phase_identity
+from srgan_pipeline.resume import phase_identity
 from srgan_pipeline.training_store import StoreContent, TrainingStore, write_store
 
 QUICKSTART = conf_parameters("quickstart")["train_gan"]
@@ -107,7 +106,7 @@ def test_where_and_how_many_processes_train_keeps_the_identity(phase, key, value
 
 @pytest.mark.parametrize(("phase", "key", "value"), [
     *[(phase, f"{phase}.{key}", value) for phase in PHASES for key, value in (
-        ("seed", 1), ("lr", 3e-4), ("batch_size", 3), ("patch_size", 32),
+        ("seed", 1), ("lr", 3e-4), ("batch_size", 3), ("patch_size", 128),
         ("pixel_loss", "l1"), ("perceptual_weight", 0.5))],
     ("pretrain", "generator.channels", 16),        # phase 1 builds the generator from these
     ("pretrain", "generator.num_blocks", 2),

@@ -3,8 +3,8 @@
 A resume holds the in-progress checkpoint's lock, so the run that wrote the checkpoint has left
 that phase; it is ended KILLED, with the reason, unless its process is still alive (it may be
 training its next phase). The kill-and-resume commands themselves are in
-tests/pipelines/train_gan/test_resume.py; these cases need a process that is certainly alive or
-certainly gone, which a test here can arrange exactly.
+tests/pipelines/train_gan/test_resumed_training.py; these cases need a process that is certainly
+alive or certainly gone, which a test here can arrange exactly.
 """
 
 from __future__ import annotations

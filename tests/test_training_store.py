@@ -15,7 +15,7 @@ from kedro.io.core import DatasetError
 
 from srgan_pipeline.datasets import RGBImageDataset, TrainingStoreDataset
 from srgan_pipeline.imaging import imresize
-from srgan_pipeline.patches import PatchDataset, StorePatchDataset, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, make_loader
 from srgan_pipeline.tiles import tile_grid
 from srgan_pipeline.training_store import StoreContent, StoreError, TrainingStore, write_store
 
@@ -77,8 +77,8 @@ def test_the_store_holds_the_png_tiles_in_their_order(store, tiles):
 
 
 def test_crops_from_the_store_are_the_png_tiles_crops(store, tiles):
-    from_png = PatchDataset(*tiles, patch_size=32, scale=SCALE)
-    from_store = StorePatchDataset(store, patch_size=32)
+    from_png = PatchDataset(TileLoaders(*tiles, scale=SCALE), patch_size=32)
+    from_store = PatchDataset(store, patch_size=32)
     assert len(from_png) == len(from_store)
     for index, seed in itertools.product(range(len(from_png)), (0, 7, 2**40)):
         for a, b in zip(from_png[index, seed], from_store[index, seed], strict=True):
@@ -89,15 +89,16 @@ def test_crops_from_the_store_are_the_png_tiles_crops(store, tiles):
 def test_the_loader_streams_the_same_batches_from_the_store_and_from_png(store, tiles,
                                                                          num_workers):
     cpu = torch.device("cpu")
-    from_png = make_loader(PatchDataset(*tiles, patch_size=32, scale=SCALE), 4, 0, 3, cpu)
-    from_store = make_loader(StorePatchDataset(store, patch_size=32), 4, num_workers, 3, cpu,
+    from_png = make_loader(PatchDataset(TileLoaders(*tiles, scale=SCALE), patch_size=32), 4, 0,
+                           3, cpu)
+    from_store = make_loader(PatchDataset(store, patch_size=32), 4, num_workers, 3, cpu,
                              start_batch=0)
     for _, (lr_a, hr_a), (lr_b, hr_b) in zip(range(5), from_png, from_store, strict=False):
         assert torch.equal(lr_a, lr_b) and torch.equal(hr_a, hr_b)
 
 
 def test_a_resumed_stream_continues_where_the_store_stream_was(store):
-    cpu, dataset = torch.device("cpu"), StorePatchDataset(store, patch_size=32)
+    cpu, dataset = torch.device("cpu"), PatchDataset(store, patch_size=32)
     whole = list(itertools.islice(make_loader(dataset, 2, 0, 5, cpu), 6))
     resumed = list(itertools.islice(make_loader(dataset, 2, 0, 5, cpu, start_batch=4), 2))
     for (lr_a, hr_a), (lr_b, hr_b) in zip(whole[4:], resumed, strict=True):

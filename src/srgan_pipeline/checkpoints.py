@@ -9,8 +9,8 @@ of plain types that ``torch.load(path, weights_only=True)`` reads back:
   (then the weights to evaluate and to continue from: :func:`evaluated_weights`);
 * the phase's training state (optimisers, RNG, counters: see ``training.state``).
 
-The Kedro pipelines pass checkpoints as loaders (``Checkpoint``): a partitioned or versioned
-dataset is read only when a node calls it, so evaluating bicubic alone reads none.
+The Kedro pipelines pass checkpoints as loaders (``CheckpointLoader``): a partitioned or
+versioned dataset is read only when a node calls it, so evaluating bicubic alone reads none.
 """
 
 from __future__ import annotations
@@ -22,20 +22,17 @@ import torch
 from torch import nn
 
 from srgan_pipeline.models import Generator
+from srgan_pipeline.names import GENERATOR_DATASETS
 
-Checkpoint = Callable[[], dict[str, Any]]
-
-# The models of evaluation.models / upscale.model that are generators, and the catalog dataset
-# (the train_gan output) each one is read from.
-GENERATOR_DATASETS = {"srresnet": "generator_pretrained", "srgan": "generator_gan"}
+CheckpointLoader = Callable[[], dict[str, Any]]
 
 # Generator constructor arguments that decide its weights' shapes and what they compute
 # (residual_init_scale only changes the initial values, which a checkpoint overwrites).
 ARCHITECTURE = ("scale", "channels", "num_blocks", "input_skip")
 
 
-def generator_checkpoint(model: str, generator_pretrained: Checkpoint,
-                         generator_gan: Checkpoint) -> Checkpoint:
+def generator_checkpoint(model: str, generator_pretrained: CheckpointLoader,
+                         generator_gan: CheckpointLoader) -> CheckpointLoader:
     """The loader of ``model``'s checkpoint ("srresnet" or "srgan") among the train_gan outputs."""
     loaders = {"generator_pretrained": generator_pretrained, "generator_gan": generator_gan}
     return loaders[GENERATOR_DATASETS[model]]

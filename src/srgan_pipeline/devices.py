@@ -12,9 +12,10 @@ import logging
 
 import torch
 
+from srgan_pipeline.names import DEVICE_TYPES, PRECISIONS
+
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -42,7 +43,7 @@ def pick_device(name: str = "auto") -> torch.device:
             )
     elif device.type == "mps" and not mps_ok:
         raise ValueError(f"device {name!r} requested but MPS is not available; use 'auto' or 'cpu'")
-    elif device.type not in ("cpu", "cuda", "mps"):
+    elif device.type not in DEVICE_TYPES:
         raise ValueError(f"unsupported device {name!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
     return device
 

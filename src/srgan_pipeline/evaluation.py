@@ -12,15 +12,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from srgan_pipeline.checkpoints import GENERATOR_DATASETS
 from srgan_pipeline.imaging import rgb_to_y
-from srgan_pipeline.inference import prepared_generator, upscale
+from srgan_pipeline.inference import Upscaler
 from srgan_pipeline.metrics import bicubic_upscale, score
+from srgan_pipeline.names import METRICS
 
-MODELS = ("bicubic", *GENERATOR_DATASETS)
-METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
-
-Upscaler = Callable[[np.ndarray], np.ndarray]
+# lr -> sr, uint8 HxWx3 arrays: bicubic, or a prepared generator's Upscaler.upscale
+SuperResolve = Callable[[np.ndarray], np.ndarray]
 
 
 def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
@@ -38,31 +36,20 @@ def group_pairs(eval_pairs: dict[str, Callable[[], np.ndarray]], scale: int
     return {s: dict(sorted(images.items())) for s, images in sorted(sets.items())}
 
 
-def model_upscalers(models: Iterable[str], generators: dict[str, Any], scale: int,
-                    tile: int, device: Any = None, precision: str = "fp32", *,
-                    runtime: str = "torch", param: str = "runtime",
-                    ) -> tuple[dict[str, Upscaler], dict[str, str]]:
-    """One ``lr -> sr`` function per selected model (bicubic needs no generator), and the
-    precision each generator runs in (``precision``, unless OpenVINO had to run fp32).
-
-    Each generator is prepared for inference once (BatchNorm folded, channels_last, weights in
-    ``precision``; or compiled by ``runtime`` openvino), not once per image.
-    """
-    upscalers: dict[str, Upscaler] = {}
-    ran_in: dict[str, str] = {}
-    for model in models:
-        if model == "bicubic":
-            upscalers[model] = lambda lr: bicubic_upscale(lr, scale)
-        else:
-            prepared = prepared_generator(generators[model], runtime=runtime, device=device,
-                                          precision=precision, param=param)
-            ran_in[model] = getattr(prepared, "precision", precision)
-            upscalers[model] = lambda lr, g=prepared: upscale(g, lr, tile=tile, device=device)
-    return upscalers, ran_in
+def model_functions(models: Iterable[str], upscalers: dict[str, Upscaler], scale: int
+                    ) -> tuple[dict[str, SuperResolve], dict[str, str]]:
+    """One ``lr -> sr`` function per selected model, and the precision each runs in: bicubic
+    is MATLAB's imresize, in float64; a generator, its prepared :class:`Upscaler` (prepared
+    once, not once per image), in the precision that Upscaler really runs."""
+    functions = {model: (lambda lr: bicubic_upscale(lr, scale)) if model == "bicubic"
+                 else upscalers[model].upscale for model in models}
+    precisions = {model: "fp64" if model == "bicubic" else upscalers[model].precision
+                  for model in models}
+    return functions, precisions
 
 
 def score_images(
-    images: dict[str, tuple[Callable, Callable]], upscalers: dict[str, Upscaler], crop: int,
+    images: dict[str, tuple[Callable, Callable]], functions: dict[str, SuperResolve], crop: int,
     keep: Iterable[str] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Per-image metrics of every model, and the outputs of the images named in ``keep``."""
@@ -71,8 +58,8 @@ def score_images(
     for name, (load_lr, load_hr) in images.items():
         lr, hr = load_lr(), load_hr()
         outputs = {}
-        for model, upscaler in upscalers.items():
-            sr = upscaler(lr)
+        for model, super_resolve in functions.items():
+            sr = super_resolve(lr)
             rows.append({"image": name, "model": model, "height": hr.shape[0],
                          "width": hr.shape[1], **score(sr, hr, crop)})
             outputs[model] = sr

@@ -16,6 +16,7 @@ from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
     ParameterError,
     blocks_read_by,
+    rules_between_blocks,
     validate_params,
 )
 from srgan_pipeline.training import stop
@@ -41,7 +42,7 @@ class ValidateParametersHook:
         def value(name: str) -> Any:  # the dataset itself: catalog.load would log every block
             return catalog[name].load()
 
-        errors = []
+        errors, validated = [], {}
         if "parameters" in catalog:  # a misspelt block (--params=upscal.x=...) is read by none
             unknown = sorted(set(value("parameters")) - set(PARAMETER_BLOCKS))
             errors += [f"{name}: unknown parameter block; valid blocks: "
@@ -49,7 +50,7 @@ class ValidateParametersHook:
         scale = None
         if "params:scale" in catalog:  # first: other blocks' rules are relative to it
             try:
-                scale = validate_params("scale", value("params:scale"))
+                scale = validated["scale"] = validate_params("scale", value("params:scale"))
             except ParameterError as error:
                 errors.append(str(error))
         blocks = [b for b in blocks_read_by(pipeline) if f"params:{b}" in catalog]
@@ -57,9 +58,11 @@ class ValidateParametersHook:
             if block == "scale":
                 continue
             try:
-                validate_params(block, value(f"params:{block}"), scale=scale)
+                validated[block] = validate_params(block, value(f"params:{block}"), scale=scale)
             except ParameterError as error:
                 errors.append(str(error))
+        if not errors:  # each block valid: then the rules that tie two of them
+            errors += rules_between_blocks(validated)
         if not errors and "upscaled_images" in pipeline.all_outputs():
             errors += _upscale_folders_overlap(value("params:upscale"), catalog["upscaled_images"])
         if errors:

@@ -17,22 +17,20 @@ from srgan_pipeline.training_store import TrainingStore
 
 
 class PatchDataset(Dataset):
-    """Random aligned LR/HR patch pairs cut from equally keyed tiles.
+    """Random aligned LR/HR patch pairs cut from the tiles of ``tiles``.
 
-    `hr_tiles` / `lr_tiles` map a key to a callable returning an HxWx3 uint8 array (what
-    Kedro's PartitionedDataset hands over); the LR tile is the HR tile downscaled by `scale`
-    and aligned with it, so LR pixel (y, x) covers HR pixels (y*scale.., x*scale..).
-    `patch_size` is the HR patch side and must be a multiple of `scale`.
+    ``tiles`` is a `TrainingStore` (what training reads: memory-mapped whole images, only the
+    crop's rows are read, and the OS page cache holds them for every loader worker) or
+    `TileLoaders` (tiles as loaders of arrays, e.g. Kedro partitions): both give tile i's key
+    and its (HR, LR) pair in the same sorted key order, so the same tiles give the same stream.
+    The LR tile is the HR tile downscaled by ``tiles.scale`` and aligned with it, so LR pixel
+    (y, x) covers HR pixels (y*scale.., x*scale..). `patch_size` is the HR patch side and must
+    be a multiple of the scale.
 
-    `dataset[i]` loads tile i (in sorted key order), takes a random LR crop of side
-    patch_size // scale at (y, x) and the HR crop at (y*scale, x*scale), then (augment=True)
-    the same random horizontal flip, vertical flip and 90-degree rotation on both. Returns
-    (lr, hr), float32 CHW tensors in [0, 1].
-
-    `cache=True` keeps each decoded tile pair in memory after its first use (about 0.7 MB
-    per 480 px HR tile with its LR): worth it when the tiles fit in RAM, since decoding two
-    PNGs per sample otherwise costs as much as a bf16 training step on 2 CPU cores. Each
-    DataLoader worker holds its own cache.
+    `dataset[i]` takes from tile i a random LR crop of side patch_size // scale at (y, x) and
+    the HR crop at (y*scale, x*scale), then (augment=True) the same random horizontal flip,
+    vertical flip and 90-degree rotation on both. Returns (lr, hr), float32 CHW tensors in
+    [0, 1].
 
     The randomness of one call comes from a numpy Generator seeded per call: from torch's
     RNG for an int index (DataLoader seeds torch per worker, so workers never repeat each
@@ -40,40 +38,19 @@ class PatchDataset(Dataset):
     what `make_loader`'s sampler passes so the stream is independent of worker scheduling.
     """
 
-    def __init__(
-        self,
-        hr_tiles: Mapping[str, Callable[[], np.ndarray]],
-        lr_tiles: Mapping[str, Callable[[], np.ndarray]],
-        patch_size: int,
-        scale: int,
-        augment: bool = True,
-        cache: bool = False,
-    ):
-        if not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"scale must be a positive int; got {scale!r}")
+    def __init__(self, tiles: TrainingStore | TileLoaders, patch_size: int, augment: bool = True):
+        scale = tiles.scale
         if not isinstance(patch_size, int) or patch_size <= 0 or patch_size % scale:
             raise ValueError(
                 f"patch_size must be a positive multiple of the scale ({scale}); got {patch_size!r}"
             )
-        only_hr, only_lr = (
-            sorted(set(hr_tiles) - set(lr_tiles)),
-            sorted(set(lr_tiles) - set(hr_tiles)),
-        )
-        if only_hr or only_lr:
-            raise ValueError(
-                "hr_tiles and lr_tiles must have the same keys; "
-                f"only in hr_tiles: {only_hr[:5]}{' ...' if len(only_hr) > 5 else ''}, "
-                f"only in lr_tiles: {only_lr[:5]}{' ...' if len(only_lr) > 5 else ''}"
-            )
-        if not hr_tiles:
-            raise ValueError("PatchDataset needs at least one tile; hr_tiles is empty")
-        self.keys = sorted(hr_tiles)  # sorted: the index -> tile mapping must not vary by run
-        self.hr_tiles, self.lr_tiles = dict(hr_tiles), dict(lr_tiles)
-        self.patch_size, self.scale, self.augment = patch_size, scale, augment
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        if not len(tiles):  # TileLoaders refuse to be empty: only a store gets here
+            raise ValueError(f"the training store at {tiles.folder} has no tiles: add training "
+                             "images to data_prep.train_sources and re-run data_prep")
+        self.tiles, self.patch_size, self.scale, self.augment = tiles, patch_size, scale, augment
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.tiles)
 
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(index, tuple):
@@ -82,12 +59,12 @@ class PatchDataset(Dataset):
             seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = np.random.default_rng(seed)
         s = self.scale
-        key, hr, lr = self._tile(index)
+        hr, lr = self.tiles.tile_pair(index)
         p = self.patch_size // s
         if lr.shape[0] < p or lr.shape[1] < p:
             raise ValueError(
-                f"tile {key!r} is {hr.shape[0]}x{hr.shape[1]} px (HR), smaller than "
-                f"patch_size={self.patch_size}"
+                f"tile {self.tiles.tile_key(index)!r} is {hr.shape[0]}x{hr.shape[1]} px (HR), "
+                f"smaller than patch_size={self.patch_size}"
             )
         y, x = int(rng.integers(lr.shape[0] - p + 1)), int(rng.integers(lr.shape[1] - p + 1))
         lr, hr = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
@@ -101,12 +78,54 @@ class PatchDataset(Dataset):
                 lr, hr = np.rot90(lr), np.rot90(hr)
         return _to_tensor(lr), _to_tensor(hr)
 
-    def _tile(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
-        key = self.keys[index]
-        return (key, *self._tiles(key))
 
-    def _tiles(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """The checked (HR, LR) arrays of tile `key`, from the cache when it has them."""
+class TileLoaders:
+    """Equally keyed HR and LR tiles as ``{key: loader}``, a `PatchDataset`'s other source.
+
+    `hr_tiles` / `lr_tiles` map a key to a callable returning an HxWx3 uint8 array (what
+    Kedro's PartitionedDataset hands over, and `TrainingStore.tile_loaders` gives); tile i is
+    the i-th key in sorted order. Each pair is checked as it is loaded.
+
+    `cache=True` keeps each decoded tile pair in memory after its first use (about 0.7 MB
+    per 480 px HR tile with its LR): worth it when the tiles fit in RAM, since decoding two
+    PNGs per sample otherwise costs as much as a bf16 training step on 2 CPU cores. Each
+    DataLoader worker holds its own cache.
+    """
+
+    def __init__(
+        self,
+        hr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        lr_tiles: Mapping[str, Callable[[], np.ndarray]],
+        scale: int,
+        cache: bool = False,
+    ):
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive int; got {scale!r}")
+        only_hr, only_lr = (
+            sorted(set(hr_tiles) - set(lr_tiles)),
+            sorted(set(lr_tiles) - set(hr_tiles)),
+        )
+        if only_hr or only_lr:
+            raise ValueError(
+                "hr_tiles and lr_tiles must have the same keys; "
+                f"only in hr_tiles: {only_hr[:5]}{' ...' if len(only_hr) > 5 else ''}, "
+                f"only in lr_tiles: {only_lr[:5]}{' ...' if len(only_lr) > 5 else ''}"
+            )
+        if not hr_tiles:
+            raise ValueError("TileLoaders needs at least one tile; hr_tiles is empty")
+        self.keys = sorted(hr_tiles)  # sorted: the index -> tile mapping must not vary by run
+        self.hr_tiles, self.lr_tiles, self.scale = dict(hr_tiles), dict(lr_tiles), scale
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def tile_key(self, index: int) -> str:
+        return self.keys[index]
+
+    def tile_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The checked (HR, LR) arrays of tile `index`, from the cache when it has them."""
+        key = self.keys[index]
         if self.cache is not None and key in self.cache:
             return self.cache[key]
         s = self.scale
@@ -125,35 +144,6 @@ class PatchDataset(Dataset):
         if self.cache is not None:
             self.cache[key] = (hr, lr)
         return hr, lr
-
-
-class StorePatchDataset(PatchDataset):
-    """`PatchDataset` over a `TrainingStore`: the same crops, read from memory-mapped arrays.
-
-    Tile i is the store's tile i, in the same (sorted key) order as the PNG tiles, and the crop
-    is taken from the whole image at the tile's origin plus the crop offset: the same pixels as
-    from the PNG tile, so the (seed, sample number) stream is the same. Only the crop's rows are
-    read; the OS page cache holds them for every loader worker (a worker receives the store's
-    folder name and maps the files itself), so there is nothing to cache per worker.
-    """
-
-    def __init__(self, store: TrainingStore, patch_size: int, augment: bool = True):
-        scale = store.scale
-        if not isinstance(patch_size, int) or patch_size <= 0 or patch_size % scale:
-            raise ValueError(
-                f"patch_size must be a positive multiple of the scale ({scale}); got {patch_size!r}"
-            )
-        if not len(store):
-            raise ValueError(f"the training store at {store.folder} has no tiles: add training "
-                             "images to data_prep.train_sources and re-run data_prep")
-        self.store, self.patch_size, self.scale, self.augment = store, patch_size, scale, augment
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def _tile(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
-        hr, lr = self.store.tile_pair(index)
-        return self.store.tile_key(index), hr, lr
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:

@@ -32,7 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 from srgan_pipeline.archives import DEFAULT_LIMITS, ArchiveLimits, check_archive, extract
 from srgan_pipeline.downloads import download
-from srgan_pipeline.params import ParameterError, Sources, validate_params
+from srgan_pipeline.names import BUILTIN_PHOTOS
+from srgan_pipeline.params import ParameterError, Sources, clashing_source_names, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Why a visible file of another suffix (GIF, HEIC, notes) is skipped: reported, never dropped.
 NOT_AN_IMAGE = (f"not one of the image types read ({', '.join(IMAGE_SUFFIXES)}); convert it to "
                 "one of them to use it")
-# Natural colour photographs inside scikit-image's wheel (skimage/data); the others are
-# grayscale, synthetic or microscopy images that would teach the model little about photos.
-BUILTIN_PHOTOS = {
-    "astronaut": "astronaut.png",
-    "chelsea": "chelsea.png",
-    "coffee": "coffee.png",
-    "hubble_deep_field": "hubble_deep_field.jpg",
-    "motorcycle_left": "motorcycle_left.png",
-    "motorcycle_right": "motorcycle_right.png",
-    "retina": "retina.jpg",
-    "rocket": "rocket.jpg",
-    "immunohistochemistry": "ihc.png",
-}
 
 
 class SourceError(ValueError):
@@ -115,15 +103,9 @@ def check_distinct_names(groups: Mapping[str, Iterable[SourceSpec]]) -> None:
     A source's name keys its download, extraction and image folders; a train source and an
     evaluation set of one name would share them.
     """
-    seen: dict[str, SourceSpec] = {}
-    for specs in groups.values():
-        for spec in specs:
-            other = seen.setdefault(spec.name.casefold(), spec)
-            if other is not spec:
-                raise SourceError(
-                    f"{other.param} and {spec.param} have the same name (ignoring letter case), "
-                    "and a source's name keys the folders its files go to: rename one of them"
-                )
+    problem = clashing_source_names(spec.param for specs in groups.values() for spec in specs)
+    if problem:  # also refused when the parameters are validated (params.DataPrepParams)
+        raise SourceError(problem)
 
 
 def archive_path(spec: SourceSpec, raw_dir: Path) -> Path:

@@ -1,7 +1,12 @@
-"""The MLflow UI in a real browser: a tiny quickstart run makes a store, `mlflow server` serves it
-on 127.0.0.1, and headless Debian chromium (driven by Playwright, no downloaded browser) opens
-the experiment, the run, a loss metric and the comparison figure. Screenshots land in each test's
-tmp_path; their paths are printed (`pytest -s` shows them).
+"""The MLflow UI in a real browser: a tiny quickstart run makes a store, `kedro mlflow ui` (the
+documented command) serves it on 127.0.0.1, and headless Debian chromium (driven by Playwright,
+no downloaded browser) opens the experiment, the run, a loss metric and the comparison figure.
+Screenshots land in each test's tmp_path; their paths are printed (`pytest -s` shows them).
+
+Offline as documented: the server starts as from a user's shell (none of the test's telemetry
+switches or CI markers), every non-loopback connection of its Python processes is refused and
+recorded (conftest.offline_env), and the browser aborts and records every request that leaves
+127.0.0.1. Either record fails the test.
 
 Needs Debian's chromium (`apt-get install -y chromium`) and the `playwright` Python package
 (the `test` extra). `playwright install` is never run: the browser is /usr/bin/chromium.
@@ -9,17 +14,17 @@ Needs Debian's chromium (`apt-get install -y chromium`) and the `playwright` Pyt
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import subprocess
 import sys
-import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import QUIET_ENV, free_port, stop_process_group
+from conftest import copy_project, free_port, offline_env, start_server, stop_process_group
 from playwright import sync_api  # the `test` extra: missing is an error, not a skip
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,44 +60,29 @@ def store(tiny_quickstart):
 
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
-    """`mlflow server` on 127.0.0.1:<free port> over the store, in its own process group; the
-    base URL. Always stopped at teardown."""
-    workdir = store["workdir"]
+    """`kedro mlflow ui --port <free port>` over a copy of the tiny quickstart (host 127.0.0.1
+    from conf/base/mlflow.yml), in its own process group; the base URL. Always stopped at
+    teardown, then its network log must be empty."""
+    folder = tmp_path_factory.mktemp("mlflow_ui")
+    workdir = copy_project(store["workdir"], folder / "project")
     port = free_port()
-    log = tmp_path_factory.mktemp("mlflow_server") / "server.log"
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-        "--default-artifact-root", str(workdir / "mlruns"),
-        "--artifacts-destination", str(workdir / "mlruns"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]
-    # no background job runner: the UI does not need it, and it spawns a handful of processes
-    env = {**os.environ, **QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    log = folder / "server.log"
+    guard, network_log = offline_env(folder / "offline")
+    # kedro-mlflow starts `mlflow ui` by name from PATH: the one beside this interpreter. No
+    # background job runner: the UI does not need it, and it spawns a handful of processes.
+    env = {**guard, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     url = f"http://127.0.0.1:{port}"
+    proc = start_server([sys.executable, "-m", "kedro", "mlflow", "ui", "--port", str(port)],
+                        workdir, log, f"{url}/health", env=env, quiet=False)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n"
-                            + log.read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server not healthy after 120 s:\n" + log.read_text()[-3000:])
-            time.sleep(0.5)
-        print(f"\nmlflow server {url} (pid {proc.pid}), log {log}")
+        print(f"\nkedro mlflow ui {url} (pid {proc.pid}), log {log}")
         yield url
     finally:
         stop_process_group(proc)
         assert proc.returncode is not None
+    used = network_log.read_text()
+    assert used == "", f"the MLflow UI server used the network (telemetry?):\n{used}"
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +96,31 @@ def browser():
             chromium.close()
 
 
-@pytest.fixture
-def page(browser):
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _loopback_only(browser):
+    """A browser context that aborts every request beyond loopback, and the list it records
+    them in."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
+    external = []
+
+    def route(route):
+        if urllib.parse.urlsplit(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", route)
+    return context, external
+
+
+@pytest.fixture
+def page(browser):
+    """A page of a loopback-only context; the test fails if the UI requested anything beyond."""
+    context, external = _loopback_only(browser)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -117,6 +128,33 @@ def page(browser):
     context.close()
     if errors:
         print("page errors:", *errors, sep="\n  ")
+    assert external == [], f"the MLflow UI requested beyond loopback: {external}"
+
+
+def test_the_browser_guard_aborts_and_records_requests_beyond_loopback(server, browser):
+    """The guard every page here relies on: a request to a documentation-range address fails
+    and is recorded, one to the server goes through."""
+    context, external = _loopback_only(browser)
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/health")
+        outcome = page.evaluate("""async () => [
+            await fetch('/health').then(r => r.status, () => 'failed'),
+            await fetch('http://192.0.2.1/x').then(r => r.status, () => 'failed')]""")
+    finally:
+        context.close()
+    assert outcome == [200, "failed"]
+    assert external == ["http://192.0.2.1/x"]
+
+
+def test_the_ui_is_told_its_telemetry_is_off(server):
+    """MLflow's UI asks its server (from a SharedWorker, which the browser's routing does not
+    see) whether to send usage events and show its notice; the server that `kedro mlflow ui`
+    starts answers off, because the project's settings.py turns MLflow's telemetry off for
+    every command of the project, without any variable from the user."""
+    with urllib.request.urlopen(f"{server}/ajax-api/3.0/mlflow/ui-telemetry",
+                                timeout=10) as answer:
+        assert json.load(answer)["disable_ui_telemetry"] is True
 
 
 def _screenshot(page, path: Path) -> None:

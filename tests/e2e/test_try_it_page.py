@@ -163,7 +163,7 @@ def test_bad_uploads_get_a_clear_error_and_the_page_keeps_serving(page_server, b
     assert (got, words in detail) == (status, True), detail
     got, data = _post(url, _png((10, 6)))
     assert got == 200 and Image.open(io.BytesIO(data)).size == (40, 24)
-    got, data = _post(url, _png((10, 6)), "method=bicubic")
+    got, data = _post(url, _png((10, 6)), f"model={CHAMPION}&method=bicubic")
     assert got == 200 and Image.open(io.BytesIO(data)).size == (40, 24)
 
 
@@ -180,7 +180,7 @@ def test_the_page_serves_the_scored_checkpoint_and_matlab_bicubic(page_server,
     generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, kind)))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(sr))),
                           np.asarray(upscale_image(generator, image)))
-    status, bicubic = _post(url, data, "method=bicubic")
+    status, bicubic = _post(url, data, f"model={CHAMPION}&method=bicubic")
     assert status == 200, bicubic
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(bicubic))),
                           imresize(to_rgb_array(image), 4))

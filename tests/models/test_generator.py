@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from srgan_pipeline.checkpoints import build_generator
 from srgan_pipeline.models.generator import Generator, hr_to_unit, unit_to_hr
 
 
@@ -84,3 +85,13 @@ def test_range_helpers_are_inverse_and_map_endpoints():
     hr, unit = torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([0.0, 0.5, 1.0])
     torch.testing.assert_close(hr_to_unit(hr), unit)
     torch.testing.assert_close(unit_to_hr(unit), hr)
+
+
+def test_input_skip_adds_a_bicubic_upsampling_of_the_input():
+    generator = build_generator({"scale": 4, "channels": 8, "num_blocks": 1, "input_skip": True},
+                                seed=0).eval()
+    torch.nn.init.zeros_(generator.tail.weight)
+    torch.nn.init.zeros_(generator.tail.bias)
+    lr = torch.rand(1, 3, 8, 10)
+    expected = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic") * 2 - 1
+    torch.testing.assert_close(generator(lr), expected)

@@ -47,8 +47,8 @@ def logged(tmp_path_factory):
     try:
         experiment = mlflow.create_experiment("serving", artifact_location=str(store / "mlruns"))
         with mlflow.start_run(experiment_id=experiment):
-            uri, digest = log_generator_model(tiny_checkpoint(), kind="srresnet", max_pixels=5000)
-            again = log_generator_model(tiny_checkpoint(), kind="srresnet")
+            uri, digest = log_generator_model(tiny_checkpoint(), model="srresnet", max_pixels=5000)
+            again = log_generator_model(tiny_checkpoint(), model="srresnet")
             yield uri, digest, again, mlflow.pyfunc.load_model(uri)
     finally:
         mlflow.set_tracking_uri(None)

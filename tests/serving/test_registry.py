@@ -59,7 +59,7 @@ def test_kedro_run_registers_the_scored_generators_and_aliases_the_best(tiny_qui
 
 
 def test_each_version_holds_the_weights_evaluation_scored(tiny_quickstart, monkeypatch):
-    """Per registered version: its weights file equals the train_gan checkpoint of its kind
+    """Per registered version: its weights file equals the train_gan checkpoint of its model
     (the EMA weights where kept, as evaluation scores), and those weights, upscaled here, give
     the SR images evaluation saved while scoring; a swapped or stale registration fails."""
     workdir, _ = tiny_quickstart
@@ -70,15 +70,15 @@ def test_each_version_holds_the_weights_evaluation_scored(tiny_quickstart, monke
     lr_dir = workdir / "data/05_model_input/eval/skimage_heldout/LR_x4"
     try:
         for version in registry_client(workdir).search_model_versions(f"name = '{MODEL}'"):
-            kind = version.tags["model"]
+            model = version.tags["model"]
             registered = load_model_checkpoint(f"models:/{MODEL}/{version.version}")
-            scored = evaluated_weights(scored_checkpoint(workdir, kind))
+            scored = evaluated_weights(scored_checkpoint(workdir, model))
             assert registered["generator"].keys() == scored["generator"].keys()
             for key, tensor in scored["generator"].items():
-                assert torch.equal(registered["generator"][key], tensor), (kind, key)
+                assert torch.equal(registered["generator"][key], tensor), (model, key)
             generator = generator_from_checkpoint(registered)
-            for sample in sorted(samples.glob(f"*_{kind}.png")):
-                lr = Image.open(lr_dir / sample.name.replace(f"_{kind}", ""))
+            for sample in sorted(samples.glob(f"*_{model}.png")):
+                lr = Image.open(lr_dir / sample.name.replace(f"_{model}", ""))
                 assert np.array_equal(np.asarray(upscale_image(generator, lr)),
                                       np.asarray(Image.open(sample))), sample.name
     finally:

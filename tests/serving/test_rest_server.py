@@ -17,13 +17,22 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import free_port, scored_checkpoint, start_server, stop_process_group
+from conftest import (
+    free_port,
+    offline_env,
+    scored_checkpoint,
+    start_server,
+    stop_process_group,
+)
 from PIL import Image, PngImagePlugin
 
 from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
 from srgan_pipeline.inference import upscale_image
 
 MODEL_URI = "models:/srgan_pipeline_generator@champion"
+# what the documented command sets besides MLFLOW_TRACKING_URI: MLflow's CLI and servers
+# otherwise fetch their telemetry configuration from config.mlflow-telemetry.io
+DOCUMENTED_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +42,20 @@ def rest_server(served_quickstart, tmp_path_factory):
     log = tmp_path_factory.mktemp("rest_server") / "server.log"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI,
                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    proc = start_server(command, workdir, log, f"http://127.0.0.1:{port}/ping",
-                        env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"})
+    # As a user's shell runs it: none of the test's telemetry switches, only the variables the
+    # documented command sets, and every non-loopback connection refused and recorded.
+    guard, network_log = offline_env(log.parent / "offline")
+    proc = start_server(command, workdir, log, f"http://127.0.0.1:{port}/ping", quiet=False,
+                        env={**DOCUMENTED_ENV,
+                             "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+                             **guard})
     try:
         yield f"http://127.0.0.1:{port}", workdir
     finally:
         stop_process_group(proc)
         assert proc.returncode is not None
+    used = network_log.read_text()
+    assert used == "", f"the REST server used the network:\n{used}"
 
 
 def _invoke(url: str, body: bytes, content_type: str = "application/json"):
@@ -93,8 +109,8 @@ def test_the_served_pixels_are_those_of_the_checkpoint_evaluation_scored(rest_se
     """@champion over REST gives, pixel for pixel, `upscale_image` of the train_gan checkpoint
     that evaluation scored for that version (its EMA weights where kept)."""
     url, workdir = rest_server
-    _, _, kind = served_quickstart
-    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, kind)))
+    _, _, model = served_quickstart
+    generator = generator_from_checkpoint(evaluated_weights(scored_checkpoint(workdir, model)))
     lr = workdir / "data" / "05_model_input" / "eval" / "skimage_heldout" / "LR_x4"
     data = (lr / "chelsea.png").read_bytes()
     status, answer = _invoke(url, _split(data))

@@ -41,7 +41,7 @@ from srgan_pipeline.losses import (
 )
 from srgan_pipeline.models import Critic, VGGPerceptualLoss, hr_to_unit, unit_to_hr
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.patches import PatchDataset, _SampleSeeds, make_loader
+from srgan_pipeline.patches import PatchDataset, TileLoaders, _SampleSeeds, make_loader
 from srgan_pipeline.training import clock, phase_config, pretrain, train_adversarial
 from srgan_pipeline.training.distributed import (
     DistributedTrainingError,
@@ -350,9 +350,9 @@ def test_each_rank_reads_a_disjoint_shard_and_together_the_stream_in_order():
 
 
 def test_a_rank_batch_is_its_share_of_the_one_process_global_batch():
-    from test_training import coded_tiles  # the same synthetic tiles as the loop tests
+    from test_patches import coded_tiles  # the same synthetic tiles as the loop tests
 
-    dataset = PatchDataset(*coded_tiles(), patch_size=PATCH, scale=SCALE)
+    dataset = PatchDataset(TileLoaders(*coded_tiles(), scale=SCALE), patch_size=PATCH)
     low_res, high_res = next(make_loader(dataset, 4, 0, 5, CPU, start_sample=8))
     for rank in (0, 1):
         lr_r, hr_r = next(make_loader(dataset, 2, 0, 5, CPU, start_sample=8, rank=rank,

@@ -1,7 +1,7 @@
 """The inference copy of a generator: eval mode, BatchNorm folded, tail conv before the shuffle.
 
 Each rewrite computes the same function (to float rounding) with fewer or cheaper ops; the
-caller's module is never modified. :func:`srgan_pipeline.inference.upscale` runs such a copy.
+caller's module is never modified. An :class:`~.upscaler.Upscaler` runs such a copy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from srgan_pipeline.devices import DTYPES
 from srgan_pipeline.models.generator import Generator, ResidualBlock, UpsampleBlock
 
-__all__ = ["as_inference_model", "inference_model"]
+__all__ = ["inference_model"]
 
 
 def inference_model(
@@ -27,10 +27,9 @@ def inference_model(
 ) -> nn.Module:
     """A copy of ``generator`` rewritten for fast eval-mode inference; the original is untouched.
 
-    :func:`upscale` makes one per call (milliseconds); to upscale many images, make it once
-    and pass it to :func:`upscale` instead of the generator (it is then used as is, when
-    ``channels_last`` and the device match). Same function (to float rounding, <= 1 grey level
-    after quantising), fewer and cheaper ops:
+    :meth:`.upscaler.InferencePlan.prepare` makes it once per generator, and the
+    :class:`~.upscaler.Upscaler` it returns runs it on every image. Same function (to float
+    rounding, <= 1 grey level after quantising), fewer and cheaper ops:
 
     * eval mode, no gradients, moved to ``device``, NHWC weights when ``channels_last``,
       bf16 weights when ``precision`` is "bf16" (``devices.resolve_precision`` picks it
@@ -69,24 +68,7 @@ def inference_model(
         model.to(dtype=DTYPES[precision])
     finally:
         torch.set_num_threads(threads)
-    model._inference_setup = (channels_last, precision)  # lets as_inference_model reuse it
     return model
-
-
-def as_inference_model(
-    generator: nn.Module, *, device: torch.device, channels_last: bool, precision: str | None
-) -> nn.Module:
-    """``generator`` itself when it is an :func:`inference_model` copy set up as asked (on
-    ``device``), else a new copy. ``precision`` None: the copy's own, or "fp32"."""
-    param = next(generator.parameters())
-    same_device = param.device.type == device.type and device.index in (None, param.device.index)
-    prepared = getattr(generator, "_inference_setup", None)  # (channels_last, precision)
-    if precision is None:
-        precision = prepared[1] if prepared else "fp32"
-    if prepared == (channels_last, precision) and same_device:
-        return generator  # no per-call copy
-    return inference_model(generator, device=device, channels_last=channels_last,
-                           precision=precision)
 
 
 def _fold_batchnorm(model: nn.Module) -> None:

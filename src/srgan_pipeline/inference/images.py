@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageOps
-from torch import nn
 
 from srgan_pipeline.imaging import GREY_MODES, has_alpha, imresize, to_rgb_array
-from srgan_pipeline.inference.tiling import upscale
 
-__all__ = ["upscale_image"]
+__all__ = ["upscale_any_mode"]
 
 
-def upscale_image(
-    generator: nn.Module, image: Image.Image, scale: int | None = None, **kwargs
+def upscale_any_mode(
+    upscale_rgb: Callable[[np.ndarray], np.ndarray], image: Image.Image
 ) -> Image.Image:
-    """Super-resolve a Pillow image of any mode; the output mode mirrors the input family.
+    """``image`` of any mode through ``upscale_rgb`` (uint8 RGB -> uint8 RGB, e.g.
+    :meth:`.upscaler.Upscaler.upscale`); the output mode mirrors the input family.
 
     * EXIF orientation is applied first, so the output is upright (and, for a rotated photo,
       has the rotated size) and carries no orientation tag.
@@ -28,14 +29,7 @@ def upscale_image(
       composited onto white first (unlike ``to_rgb_array`` for training/metrics): re-attaching
       alpha to pre-blended colours would blend semi-transparent pixels with white twice.
     * Everything else (RGB, P, CMYK, YCbCr, ...) -> 'RGB'.
-
-    ``scale``, when given, must equal the generator's ``scale`` (a check, not a resize).
-    ``kwargs`` go to :func:`upscale` (tile, overlap, device, channels_last, precision).
     """
-    gen_scale = getattr(generator, "scale", None)
-    if scale is not None and gen_scale is not None and scale != gen_scale:
-        raise ValueError(f"scale={scale} but the generator upscales x{gen_scale}")
-
     img = ImageOps.exif_transpose(image)
     grey = img.mode in GREY_MODES
 
@@ -44,7 +38,7 @@ def upscale_image(
             img = img.convert("LA")
         rgba = np.asarray(img.convert("RGBA"))
         rgb = to_rgb_array(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB"))
-        sr = Image.fromarray(upscale(generator, rgb, **kwargs), "RGB")
+        sr = Image.fromarray(upscale_rgb(rgb), "RGB")
         sr_scale = sr.height // rgb.shape[0]
         alpha = Image.fromarray(imresize(np.ascontiguousarray(rgba[..., 3]), sr_scale), "L")
         if grey:
@@ -52,5 +46,5 @@ def upscale_image(
         sr.putalpha(alpha)
         return sr
 
-    sr = Image.fromarray(upscale(generator, to_rgb_array(img), **kwargs), "RGB")
+    sr = Image.fromarray(upscale_rgb(to_rgb_array(img)), "RGB")
     return sr.convert("L") if grey else sr

@@ -4,9 +4,10 @@ On CPUs with AMX, OpenVINO's bf16 convolutions run the default generator well ab
 eager bf16 (README "Measured", benchmarks/upscale.py --openvino). OpenVINO is an optional
 extra (``pip install -e ".[openvino]"``); PyTorch stays the default runtime and the fallback.
 
-:class:`OpenVINOModel` is what :func:`~.tiling.upscale` runs in place of a torch module: a
-callable float32 NCHW tensor -> float32 NCHW tensor, compiled once with dynamic height and
-width, so every tile shape (cores clipped at the image border) reuses it.
+:class:`OpenVINOModel` is what an :class:`~.upscaler.Upscaler` of ``runtime`` openvino runs in
+place of a torch module: a callable float32 NCHW tensor -> float32 NCHW tensor, compiled once
+with dynamic height and width, so every tile shape (cores clipped at the image border) reuses
+it.
 """
 
 from __future__ import annotations
@@ -71,11 +72,6 @@ class OpenVINOModel:
         if precision not in _OV_PRECISION:
             raise ValueError(f"precision must be one of {list(_OV_PRECISION)}, got {precision!r}")
         ov = import_openvino(param)
-        # imported here: tiling imports this module for upscale's isinstance check
-        from srgan_pipeline.inference.tiling import receptive_radius
-
-        self.scale: int | None = getattr(generator, "scale", None)
-        self.receptive_radius = receptive_radius(generator)
         model = inference_model(generator, device="cpu", channels_last=False)
         example = torch.rand(1, 3, 32, 32)
         with warnings.catch_warnings():

@@ -20,25 +20,24 @@ Why tiling is exact here (not an approximation that needs blending):
   and is only bounded by measurement, not by construction. The default is the exact radius.
 
 In train mode BatchNorm normalises with the statistics of each tile, which would make tiles
-disagree; :func:`upscale` runs an eval-mode copy (:func:`.fusion.inference_model`), never the
-caller's module.
+disagree; an :class:`~.upscaler.Upscaler` runs an eval-mode copy
+(:func:`.fusion.inference_model`), never the caller's module.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from srgan_pipeline.inference.fusion import as_inference_model
-from srgan_pipeline.inference.openvino_runtime import OpenVINOModel
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models.generator import hr_to_unit
 
-__all__ = ["DEFAULT_TILE", "receptive_radius", "tile_spans", "upscale"]
+__all__ = ["DEFAULT_TILE", "receptive_radius", "tile_spans", "upscale_tiles"]
 
 # LR pixels per tile core. Large tiles waste less on recomputed context (a tile runs
 # ((tile + 2 * overlap) / tile)^2 times the pixels of its core) and run the convs at their
@@ -81,37 +80,32 @@ def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-
-
-def upscale(
-    generator: nn.Module | OpenVINOModel,
+def upscale_tiles(
+    model: Callable[[torch.Tensor], torch.Tensor],
     lr: np.ndarray,
     *,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    device: torch.device | str | None = None,
-    channels_last: bool = True,
-    precision: str | None = None,
+    tile: int,
+    overlap: int,
+    scale: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    memory_format: torch.memory_format,
 ) -> np.ndarray:
     """Super-resolve a uint8 HxWx3 LR image to a uint8 (sH)x(sW)x3 image, tile by tile.
 
     Args:
-        generator: LR in [0, 1] (N, 3, H, W) -> HR in [-1, 1] (N, 3, sH, sW). Not modified:
-            the forward passes run on its :func:`~.fusion.inference_model` copy (eval mode,
-            BatchNorm folded, tail conv before the last shuffle), whatever mode it is in.
-            Or an :class:`~.openvino_runtime.OpenVINOModel` (CPU, its own precision), run
-            as is.
+        model: LR in [0, 1] (N, 3, H, W) -> HR in [-1, 1] (N, 3, sH, sW), run as is: an
+            eval-mode copy (:func:`~.fusion.inference_model`) or a compiled model; an
+            :class:`~.upscaler.Upscaler` says which, and calls this.
         lr: uint8 HxWx3 RGB array.
         tile: LR pixels per tile core (cores are near-equal, at most ``tile`` per side).
         overlap: LR pixels of context kept on each side of a core and discarded after the
-            forward pass. None (default): ``receptive_radius(generator)``, which makes the
-            result equal to untiled inference to within float rounding (at most 1 grey level).
-        device: where to run; None: the device of the generator's parameters.
-        channels_last: run model and input in NHWC memory format (oneDNN / cuDNN run the
-            convs without layout reorders).
-        precision: "fp32" or "bf16" weights and activations (see
-            :func:`~.fusion.inference_model`); None: "fp32", or the precision of an
-            ``inference_model`` copy passed in.
+            forward pass. ``receptive_radius`` of the generator makes the result equal to
+            untiled inference to within float rounding (at most 1 grey level).
+        scale: the model's upscaling factor.
+        device, dtype, memory_format: what each tile is converted to before the forward pass
+            (the model's device and weights' dtype; NHWC lets oneDNN / cuDNN run the convs
+            without layout reorders).
 
     Memory: one tile's activations plus the uint8 output; tiles are processed one at a time
     and written straight into a preallocated output. Conversion: ``hr_to_unit`` then
@@ -123,28 +117,9 @@ def upscale(
     height, width = lr.shape[:2]
     if height == 0 or width == 0:
         raise ValueError(f"cannot upscale an empty image of shape {lr.shape}")
-    if overlap is None:
-        overlap = (generator.receptive_radius if isinstance(generator, OpenVINOModel)
-                   else receptive_radius(generator))
     if overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
-
-    if isinstance(generator, OpenVINOModel):  # compiled for the CPU, float32 NCHW in and out
-        if precision not in (None, generator.precision):
-            raise ValueError(f"precision={precision!r} but the OpenVINO model was compiled "
-                             f"for {generator.precision!r}")
-        if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"an OpenVINO model runs on the CPU, not on {device}")
-        model, device, dtype = generator, torch.device("cpu"), torch.float32
-        memory_format = torch.contiguous_format
-    else:
-        device = next(generator.parameters()).device if device is None else torch.device(device)
-        model = as_inference_model(generator, device=device, channels_last=channels_last,
-                                   precision=precision)
-        dtype = next(model.parameters()).dtype
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    scale = getattr(generator, "scale", None)  # None: read from the first tile's output
-    out: np.ndarray | None = None
+    out = np.empty((scale * height, scale * width, 3), dtype=np.uint8)
     with torch.inference_mode():
         # (1, 3, H, W) view of the HWC array: already NHWC-strided. The whole LR image is small
         # (3 bytes per LR pixel vs. 4 * C * s^2 bytes per pixel of one HR feature map); copied
@@ -154,30 +129,26 @@ def upscale(
             lr = lr.copy()
         image = torch.from_numpy(lr).permute(2, 0, 1)[None]
         for rows, cols in itertools.product(tile_spans(height, tile), tile_spans(width, tile)):
-            pixels, scale = _upscale_core(model, image, rows, cols, overlap=overlap, scale=scale,
-                                          device=device, dtype=dtype,
-                                          memory_format=memory_format)
-            if out is None:
-                out = np.empty((scale * height, scale * width, 3), dtype=np.uint8)
+            pixels = _upscale_core(model, image, rows, cols, overlap=overlap, scale=scale,
+                                   device=device, dtype=dtype, memory_format=memory_format)
             (top, bottom), (left, right) = rows, cols
             out[scale * top : scale * bottom, scale * left : scale * right] = pixels
-    assert out is not None
     return out
 
 
 def _upscale_core(
-    model: nn.Module | OpenVINOModel,
+    model: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
     rows: tuple[int, int],
     cols: tuple[int, int],
     *,
     overlap: int,
-    scale: int | None,
+    scale: int,
     device: torch.device,
     dtype: torch.dtype,
     memory_format: torch.memory_format,
-) -> tuple[np.ndarray, int]:
-    """The uint8 HR pixels of one core (``rows`` x ``cols`` of the LR ``image``), and the scale.
+) -> np.ndarray:
+    """The uint8 HR pixels of one core (``rows`` x ``cols`` of the LR ``image``).
 
     The forward pass sees the core plus ``overlap`` LR pixels of context on each side (clipped
     at the image border); only the core's outputs are kept.
@@ -188,8 +159,6 @@ def _upscale_core(
     x0, x1 = max(0, left - overlap), min(width, right + overlap)
     x = image[:, :, y0:y1, x0:x1].to(device=device, dtype=dtype)
     y = model((x / 255).contiguous(memory_format=memory_format))
-    if scale is None:
-        scale = y.shape[-1] // x.shape[-1]
     if y.shape[-2:] != (scale * (y1 - y0), scale * (x1 - x0)):
         raise ValueError(
             f"generator output {tuple(y.shape)} is not x{scale} of its input {tuple(x.shape)}"
@@ -198,4 +167,4 @@ def _upscale_core(
              scale * (left - x0) : scale * (right - x0)]
     pixels = hr_to_unit(core).permute(1, 2, 0).float().cpu().numpy()
     del y, core  # free this tile's output before the next forward
-    return quantize(pixels), scale
+    return quantize(pixels)

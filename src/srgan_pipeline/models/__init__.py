@@ -2,10 +2,9 @@
 
 from srgan_pipeline.models.critic import Critic, assert_no_batchnorm
 from srgan_pipeline.models.generator import Generator, hr_to_unit, unit_to_hr
-from srgan_pipeline.models.perceptual import VGG19_LAYERS, VGGPerceptualLoss
+from srgan_pipeline.models.perceptual import VGGPerceptualLoss
 
 __all__ = [
-    "VGG19_LAYERS",
     "Critic",
     "Generator",
     "VGGPerceptualLoss",

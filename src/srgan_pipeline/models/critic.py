@@ -23,8 +23,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-# Number of stride-2 convs: each halves height and width (rounding up, k=3, padding=1).
-_NUM_DOWNSAMPLES = 4
+from srgan_pipeline.architecture import CRITIC_DOWNSAMPLES, CRITIC_POOL_SIZE, critic_min_input
 
 
 def assert_no_batchnorm(module: nn.Module) -> None:
@@ -81,7 +80,7 @@ class Critic(nn.Module):
         self,
         in_channels: int = 3,
         base_channels: int = 64,
-        pool_size: int = 6,
+        pool_size: int = CRITIC_POOL_SIZE,
         hidden: int = 1024,
         norm: str = "instance",
     ):
@@ -97,10 +96,10 @@ class Critic(nn.Module):
         self.config = {"in_channels": in_channels, "base_channels": base_channels,
                        "pool_size": pool_size, "hidden": hidden, "norm": norm}
         self.in_channels = in_channels
-        self.min_input_size = 2**_NUM_DOWNSAMPLES * (pool_size - 1) + 1
+        self.min_input_size = critic_min_input(pool_size)
 
         b = base_channels
-        widths = [b, 2 * b, 4 * b, 8 * b]
+        widths = [b * 2**i for i in range(CRITIC_DOWNSAMPLES)]  # b, 2b, 4b, 8b
         layers = _conv(in_channels, b, stride=1, norm=False)  # first conv: no norm
         layers += _conv(b, b, stride=2, norm=True)
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):

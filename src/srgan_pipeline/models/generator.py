@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srgan_pipeline.architecture import SCALES
+
 
 def hr_to_unit(x: torch.Tensor) -> torch.Tensor:
     """Map an HR image from the generator's range [-1, 1] to [0, 1].
@@ -124,9 +126,10 @@ class Generator(nn.Module):
         # store them, so a checkpoint rebuilds exactly this architecture.
         self.config = {"scale": scale, "channels": channels, "num_blocks": num_blocks,
                        "residual_init_scale": residual_init_scale, "input_skip": input_skip}
-        if scale not in (2, 4):
+        if scale not in SCALES:
             raise ValueError(
-                f"Generator supports scale 2 or 4 (one or two x2 PixelShuffle stages); "
+                f"Generator supports scale {' or '.join(map(str, SCALES))} (one or two x2 "
+                "PixelShuffle stages); "
                 f"got scale={scale!r}"
             )
         self.scale = scale

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srgan_pipeline.names import VGG19_LAYERS
+
 logger = logging.getLogger(__name__)
 
 # Paper Sec. 3.2: feature maps rescaled by 1/12.75 (loss x 1/12.75^2 ~= 0.006).
@@ -42,15 +44,6 @@ FEATURE_SCALE = 12.75
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# reluX_Y = ReLU after the Y-th conv of block X, as an index into vgg19().features.
-VGG19_LAYERS = {
-    "relu1_1": 1, "relu1_2": 3,
-    "relu2_1": 6, "relu2_2": 8,
-    "relu3_1": 11, "relu3_2": 13, "relu3_3": 15, "relu3_4": 17,
-    "relu4_1": 20, "relu4_2": 22, "relu4_3": 24, "relu4_4": 26,
-    "relu5_1": 29, "relu5_2": 31, "relu5_3": 33, "relu5_4": 35,
-}  # fmt: skip
 
 
 def _vgg19_features(weights: str) -> nn.Sequential:

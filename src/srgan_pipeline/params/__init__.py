@@ -1,306 +1,92 @@
 """The parameters of every pipeline: one pydantic model per top-level block of conf/*/parameters*.
 
-Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``) is checked by
-``validate_params`` before any node runs (hooks.py) and again by the nodes that read it (so they
-work outside Kedro too). Unknown keys are refused with the valid ones listed, and every error
-names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid keys: input_dir,
-model, device, precision, tile``.
+Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``)
+is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
+read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
+and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
+keys: device, precision, tile, runtime, input_dir, model, max_pixels``. A rule that ties two
+settings is checked with them: inside a block by its model, across blocks by
+``rules_between_blocks``.
 
 Defaults live in conf/base only: a pipeline key has no default here, so a missing key is an error
 rather than a silent second default. The exceptions are documented optional keys (a source's
 ``path``/``url``/``size``/..., ``enabled``). Types are strict (``true`` is not a number, ``2.5`` is
 not an integer, ``"1e-4"`` is not a number), as YAML and ``--params`` give typed values.
 
-Pydantic does the work (already installed with MLflow): the block models are here, their value
-rules in ``rules.py``, and ``messages.py`` rewrites pydantic's errors so that they read as
-parameter paths and expectations, not as Python types.
+Pydantic does the work (already installed with MLflow). Each block's models are in the module of
+its name (``data_prep.py`` for conf/base/parameters_data_prep.yml, ...), their value rules in
+``rules.py``, and ``messages.py`` rewrites pydantic's errors so that they read as parameter
+paths and expectations, not as Python types. This module validates: ``validate_params``.
+
+This package sits at the bottom of the project: it imports pydantic, the name tables
+(``srgan_pipeline.names``) and the architecture's sizes (``srgan_pipeline.architecture``), and
+nothing else, so checking parameters loads no torch and no domain code (tests/test_layers.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from srgan_pipeline.params.data_prep import (
+    ArchiveLimitsParams,
+    DataPrepParams,
+    SourceParams,
+    Sources,
+    TilesParams,
+    clashing_source_names,
 )
-
+from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams
+from srgan_pipeline.params.inference import InferenceParams, TilePerPrecision
 from srgan_pipeline.params.messages import describe_errors, model_in
-from srgan_pipeline.params.rules import (
-    STRICT,
-    AmpBf16,
-    Betas,
-    Device,
-    Milestones,
-    NonNegativeFloat,
-    NonNegativeInt,
-    Params,
-    PositiveFloat,
-    PositiveInt,
-    Precision,
-    Runtime,
-    Scale,
-    at_least_scale,
-    builtin_names,
-    generator_choice,
-    hex_digest,
-    inside_source,
-    model_names,
-    multiple_of_scale,
-    vgg_layer,
+from srgan_pipeline.params.rules import STRICT, Scale
+from srgan_pipeline.params.serving import RegistryParams, ServingParams
+from srgan_pipeline.params.train_gan import (
+    AdversarialParams,
+    CriticParams,
+    DistributedParams,
+    GeneratorParams,
+    PerceptualParams,
+    PhaseParams,
+    PretrainParams,
+    TrainGanParams,
 )
-from srgan_pipeline.serving.params import ServingParams  # noqa: E402 (pydantic only)
+from srgan_pipeline.params.upscale import UpscaleParams
 
 __all__ = [
     "PARAMETER_BLOCKS",
     "AdversarialParams",
+    "ArchiveLimitsParams",
+    "CriticParams",
     "DataPrepParams",
     "DistributedParams",
     "EvaluationParams",
+    "FiguresParams",
+    "GeneratorParams",
+    "InferenceParams",
     "ParameterError",
-    "PretrainParams",
-    "SourceParams",
-    "TrainGanParams",
+    "PerceptualParams",
     "PhaseParams",
+    "PretrainParams",
+    "RegistryParams",
+    "ServingParams",
+    "SourceParams",
+    "Sources",
+    "TilePerPrecision",
+    "TilesParams",
+    "TrainGanParams",
     "UpscaleParams",
     "blocks_read_by",
+    "clashing_source_names",
+    "rules_between_blocks",
     "validate_params",
 ]
 
 
 class ParameterError(ValueError):
     """Parameters that do not fit their schema; the message names each offending path."""
-
-
-# --------------------------------------------------------------------------- data_prep
-
-
-class TilesParams(Params):
-    """Tiles must map to whole LR pixels, and overlap or touch (gaps would drop image content)."""
-
-    size: Annotated[PositiveInt, AfterValidator(multiple_of_scale)]
-    stride: Annotated[PositiveInt, AfterValidator(multiple_of_scale)]
-
-    @model_validator(mode="after")
-    def _no_gaps(self) -> TilesParams:
-        if self.stride > self.size:
-            raise ValueError(
-                f"stride ({self.stride}) is larger than size ({self.size}): parts of every "
-                "image would never be seen in training; use a stride <= size"
-            )
-        return self
-
-
-class SourceParams(Params):
-    """One source; its kind follows from the location it names (sources.py, README)."""
-
-    kind: Literal["url", "local", "builtin"] | None = None
-    enabled: bool = True
-    path: str | None = None
-    url: str | None = None
-    size: PositiveInt | None = None
-    sha256: Annotated[str, hex_digest(64)] | None = None
-    md5: Annotated[str, hex_digest(32)] | None = None
-    images_in: Annotated[str, AfterValidator(inside_source)] | None = None
-    builtin: Annotated[tuple[str, ...], BeforeValidator(builtin_names)] | None = None
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _located(self) -> SourceParams:
-        # A disabled source needs no location. "{param}" is replaced by this source's path.
-        if not self.enabled:
-            return self
-        kind = self.kind or self.location_kind()
-        if kind is None:
-            raise ValueError(
-                "this source has no location. Set {param}.path=<folder of images> or "
-                "{param}.url=<archive URL> (for example with kedro run "
-                '--params="{param}.path=/data/my_images"), or turn it off with '
-                "{param}.enabled=false."
-            )
-        required = {"local": "path", "url": "url", "builtin": "builtin"}[kind]
-        if not getattr(self, required):
-            raise ValueError(f"kind is {kind!r} but {{param}}.{required} is not set")
-        return self
-
-    def location_kind(self) -> str | None:
-        """The kind the location implies: a path wins over a url (no download needed)."""
-        return "local" if self.path else "url" if self.url else "builtin" if self.builtin else None
-
-
-Sources = dict[str, SourceParams] | None
-
-
-class ArchiveLimitsParams(Params):
-    """What one archive may extract to (archives.ArchiveLimits), refused before extracting."""
-
-    max_members: PositiveInt
-    max_bytes: PositiveInt
-    max_ratio: PositiveFloat  # extracted bytes per byte of archive
-
-
-class DataPrepParams(Params):
-    raw_dir: str
-    min_size: Annotated[PositiveInt, AfterValidator(at_least_scale)]
-    max_pixels: PositiveInt  # checked from the header before an image is decoded
-    show_progress: bool
-    workers: PositiveInt | None  # null = every core this process may use
-    tiles: TilesParams
-    archive_limits: ArchiveLimitsParams
-    train_sources: Sources
-    eval_sets: Sources
-
-
-# --------------------------------------------------------------------------- train_gan
-
-
-class GeneratorParams(Params):
-    channels: PositiveInt
-    num_blocks: PositiveInt
-    residual_init_scale: PositiveFloat | None
-    input_skip: bool
-
-
-class CriticParams(Params):
-    base_channels: PositiveInt
-
-
-class PerceptualParams(Params):
-    layer: Annotated[str, AfterValidator(vgg_layer)]
-    weights: str  # imagenet, random, or a path (checked when the loss is built)
-
-
-class PhaseParams(Params):
-    """Fields both training phases have: the loops read their settings from these models."""
-
-    iterations: PositiveInt
-    batch_size: PositiveInt
-    patch_size: PositiveInt
-    lr: PositiveFloat
-    betas: Betas
-    pixel_loss: Literal["mse", "l1"]
-    perceptual_weight: NonNegativeFloat
-    log_every: PositiveInt
-    checkpoint_every: PositiveInt
-    seed: NonNegativeInt
-    channels_last: bool
-    amp_bf16: AmpBf16
-    max_minutes: PositiveFloat | None
-    lr_schedule: Literal["constant", "cosine", "step"]
-    warmup_steps: NonNegativeInt
-    # step: the learning rate is multiplied by lr_gamma at each of these generator steps
-    # (absolute steps, so a resumed or extended run keeps them where they were).
-    lr_milestones: Milestones
-    lr_gamma: Annotated[float, Field(gt=0, le=1)]
-
-    @model_validator(mode="after")
-    def _schedule_fits(self) -> PhaseParams:
-        steps = self.lr_milestones
-        if list(steps) != sorted(set(steps)):
-            raise ValueError(f"lr_milestones must be increasing steps, got {list(steps)}")
-        if self.lr_schedule == "step" and not steps:
-            raise ValueError("lr_schedule is 'step' but lr_milestones is empty: list the steps "
-                             "at which the learning rate is multiplied by lr_gamma")
-        if self.lr_schedule != "step" and steps:
-            raise ValueError(f"lr_milestones {list(steps)} apply to lr_schedule 'step' only; "
-                             f"lr_schedule is {self.lr_schedule!r}: set lr_milestones to []")
-        return self
-
-
-class PretrainParams(PhaseParams):
-    """Phase 1: the critic fields are refused as unknown keys."""
-
-    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None
-
-
-class AdversarialParams(PhaseParams):
-    """Phase 2: the weight-averaging field is refused as an unknown key."""
-
-    critic_lr: PositiveFloat
-    critic_betas: Betas
-    n_critic: PositiveInt
-    gp_weight: NonNegativeFloat
-    adversarial_weight: NonNegativeFloat
-
-
-class DistributedParams(Params):
-    """Data-parallel training (training/distributed.py): processes per machine and machines."""
-
-    nproc_per_node: PositiveInt  # 1: today's single-process training, nothing started
-    nnodes: PositiveInt
-    node_rank: NonNegativeInt
-    master_addr: str
-    master_port: Annotated[int, Field(ge=1, le=65535)] | None  # null: a free port, one machine
-    sync_batchnorm: bool  # torch's SyncBatchNorm; CUDA only (refused when training on CPU)
-
-    @model_validator(mode="after")
-    def _nodes_fit(self) -> DistributedParams:
-        if self.node_rank >= self.nnodes:
-            raise ValueError(f"node_rank ({self.node_rank}) must be < nnodes ({self.nnodes}): "
-                             "machines are numbered 0 .. nnodes-1")
-        if self.nnodes > 1 and self.master_port is None:
-            raise ValueError(f"nnodes is {self.nnodes} but master_port is null: every machine "
-                             "must name the same master_addr and master_port (node 0's)")
-        return self
-
-    @property
-    def world_size(self) -> int:
-        return self.nproc_per_node * self.nnodes
-
-
-class TrainGanParams(Params):
-    device: Device
-    num_workers: NonNegativeInt
-    resume: bool
-    checkpoint_dir: str
-    generator: GeneratorParams
-    critic: CriticParams
-    perceptual: PerceptualParams
-    pretrain: PretrainParams
-    adversarial: AdversarialParams
-    distributed: DistributedParams
-
-
-# --------------------------------------------------------------------------- evaluation, upscale
-
-
-class FiguresParams(Params):
-    crop: PositiveInt
-    default_count: NonNegativeInt
-    images: dict[str, list[str]]
-
-
-class TilePerPrecision(Params):
-    """LR tile side of tiled inference for each precision (each runs fastest at its own)."""
-
-    fp32: PositiveInt
-    bf16: PositiveInt
-
-
-class EvaluationParams(Params):
-    models: Annotated[tuple[str, ...], BeforeValidator(model_names)]
-    device: Device
-    precision: Precision
-    tile: TilePerPrecision
-    runtime: Runtime
-    crop_border: NonNegativeInt | None  # null = scale
-    images_per_set: PositiveInt | None  # null = all
-    figures: FiguresParams
-
-
-class UpscaleParams(Params):
-    input_dir: str
-    model: Annotated[str, AfterValidator(generator_choice)]
-    device: Device
-    precision: Precision
-    tile: TilePerPrecision
-    runtime: Runtime
-    max_pixels: PositiveInt  # checked from the header before an image is decoded
 
 
 PARAMETER_BLOCKS: dict[str, Any] = {
@@ -322,9 +108,9 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
 
     ``path`` is a block (``"train_gan"``) or a key inside one (``"data_prep.tiles"``,
     ``"data_prep.min_size"``), as a node receives it. ``scale`` enables the checks relative to
-    the top-level ``scale`` (tile sizes, min_size). ``schema`` overrides the one found from
-    ``path``, which then only names the value in messages. Returns the validated value: a
-    frozen model for a block, the normalised value for a single key.
+    the top-level ``scale`` (tile sizes, min_size, training crops). ``schema`` overrides the
+    one found from ``path``, which then only names the value in messages. Returns the validated
+    value: a frozen model for a block, the normalised value for a single key.
     """
     schema = _schema_at(path) if schema is None else schema
     # A model brings its own config; a single key (or a mapping of models) gets the same rules.
@@ -333,6 +119,51 @@ def validate_params(path: str, value: Any, *, scale: int | None = None,
         return TypeAdapter(schema, config=config).validate_python(value, context={"scale": scale})
     except ValidationError as error:
         raise ParameterError(describe_errors(error, path, schema)) from None
+
+
+def rules_between_blocks(blocks: Mapping[str, Any]) -> list[str]:
+    """What breaks a rule that ties two blocks, one message each, among the validated blocks
+    of a run (``{"scale": 4, "data_prep": DataPrepParams(...), ...}``).
+
+    A rule applies when the run reads both of its blocks: a train_gan run alone trains on the
+    store an earlier data_prep wrote, whatever the data_prep settings say now (the store's own
+    tiles are checked as they are read: patches.PatchDataset).
+    """
+    errors = []
+    if {"scale", "data_prep", "train_gan"} <= set(blocks):
+        errors += _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
+    if {"data_prep", "evaluation", "serving"} <= set(blocks):  # evaluation registers
+        errors += _registry_sets_prepared(blocks["data_prep"], blocks["serving"])
+    return errors
+
+
+def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanParams
+                     ) -> list[str]:
+    # data_prep keeps images down to min_size a side (cut to a multiple of the scale), and an
+    # image side shorter than tiles.size is one tile of that side: each crop must fit in it.
+    kept = -(-data_prep.min_size // scale) * scale
+    tiles = data_prep.tiles.size
+    smallest = min(tiles, kept)
+    why, fix = ((f"data_prep.tiles.size={tiles}", "data_prep.tiles.size") if tiles <= kept else
+                (f"data_prep.min_size={data_prep.min_size} keeps images of {kept} px a side, "
+                 "each then one tile", "data_prep.min_size (smaller images are then skipped)"))
+    return [f"train_gan.{phase}.patch_size ({patch}) is larger than the smallest tile data_prep "
+            f"stores, {smallest} px ({why}): set the patch_size to {smallest} or less, or raise "
+            f"{fix} to {patch} or more"
+            for phase in ("pretrain", "adversarial")
+            if (patch := getattr(train_gan, phase).patch_size) > smallest]
+
+
+def _registry_sets_prepared(data_prep: DataPrepParams, serving: ServingParams) -> list[str]:
+    # The champion is chosen on these sets' scores, after training and evaluation have run.
+    prepared = sorted(name for name, source in (data_prep.eval_sets or {}).items()
+                      if source.enabled)
+    missing = sorted(set(serving.registry.sets or ()) - set(prepared))
+    if not missing:
+        return []
+    return [f"serving.registry.sets names {missing}, which data_prep.eval_sets does not prepare "
+            f"(it prepares {prepared}): add them to data_prep.eval_sets, or choose among those "
+            "(null: every scored set)"]
 
 
 def blocks_read_by(pipeline) -> list[str]:

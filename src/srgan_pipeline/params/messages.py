@@ -1,7 +1,7 @@
 """Pydantic's validation errors rewritten as parameter paths and what is expected.
 
 Pydantic reports Python types (``int_type``, ``extra_forbidden``); a user of ``kedro run`` needs
-``upscale.imput_dir: unknown key; valid keys: input_dir, model, ...``.
+``upscale.imput_dir: unknown key; valid keys: device, precision, ...``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ def describe_errors(error: ValidationError, path: str, schema: Any) -> str:
         loc = [part for part in item["loc"] if not _is_branch_tag(part)]
         where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
         keys = [p for p in loc if isinstance(p, str)]
-        message = _describe(item, schema, keys, path.split(".", 1)[0])
-        lines.append(f"{where}: {message}".replace("{param}", where))
+        message = _describe(item, schema, keys, path.split(".", 1)[0]).replace("{param}", where)
+        # A rule that ties keys of a block names each by its full path, and opens with one.
+        lines.append(message if message.startswith(f"{where}.") else f"{where}: {message}")
     return "\n".join(dict.fromkeys(lines))
 
 

@@ -22,6 +22,18 @@ from pydantic import (
     ValidationInfo,
 )
 
+from srgan_pipeline.architecture import SCALES
+from srgan_pipeline.names import (
+    BUILTIN_PHOTOS,
+    DEVICE_TYPES,
+    GENERATOR_DATASETS,
+    MODELS,
+    PRECISIONS,
+    RUNTIMES,
+    VGG19_LAYERS,
+    is_model_uri,
+)
+
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
 
@@ -29,8 +41,6 @@ class Params(BaseModel):
     """Base of every parameter block: unknown keys refused, values immutable, types strict."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
-
-
 
 
 def _scale_of(info: ValidationInfo) -> int | None:
@@ -51,9 +61,27 @@ def multiple_of_scale(value: int, info: ValidationInfo) -> int:
     return value
 
 
+def patch_of_scale(value: int, info: ValidationInfo) -> int:
+    scale = _scale_of(info)
+    if scale is not None and value % scale:
+        fits = sorted({value // scale * scale or scale, (value // scale + 1) * scale})
+        raise ValueError(f"must be a multiple of scale ({scale}): the LR crop is patch_size / "
+                         f"scale pixels; got {value!r}, use {' or '.join(map(str, fits))}")
+    return value
+
+
+def runtime_on_device(runtime: str, device: str) -> None:
+    """Refuses ``runtime=openvino`` beside a device named that is not the CPU (``auto`` is
+    decided on the machine that runs it: inference.check_runtime)."""
+    if runtime == "openvino" and device.partition(":")[0] in ("cuda", "mps"):
+        raise ValueError(f"{{param}}.runtime=openvino runs on the CPU, but {{param}}.device is "
+                         f"{device}: set {{param}}.device=cpu, or {{param}}.runtime=torch")
+
+
 def _supported_scale(value: int) -> int:
-    if value not in (2, 4):
-        raise ValueError(f"must be 2 or 4 (the generator's upsampling factors), got {value!r}")
+    if value not in SCALES:
+        raise ValueError(f"must be {' or '.join(map(str, SCALES))} (the generator's upsampling "
+                         f"factors), got {value!r}")
     return value
 
 
@@ -65,8 +93,8 @@ def _pair(value: Any) -> Any:
 
 def _device_name(value: str) -> str:
     # Only the spelling is checked here; whether the device exists is decided on the machine
-    # that runs the node (training.pick_device).
-    if not re.fullmatch(r"auto|(cpu|cuda|mps)(:\d+)?", value):
+    # that runs the node (devices.pick_device).
+    if not re.fullmatch(rf"auto|({'|'.join(DEVICE_TYPES)})(:\d+)?", value):
         raise ValueError(
             f"must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {value!r}"
         )
@@ -74,8 +102,6 @@ def _device_name(value: str) -> str:
 
 
 def vgg_layer(value: str) -> str:
-    from srgan_pipeline.models.perceptual import VGG19_LAYERS  # torch: imported when used
-
     if value not in VGG19_LAYERS:
         raise ValueError(f"must be a VGG19 layer ({', '.join(VGG19_LAYERS)}), got {value!r}")
     return value
@@ -84,8 +110,6 @@ def vgg_layer(value: str) -> str:
 def model_names(value: Any) -> Any:
     # kedro run --params splits on commas, so the command line gives several as one string:
     # --params="evaluation.models=bicubic srresnet"
-    from srgan_pipeline.evaluation import MODELS
-
     names = value.split() if isinstance(value, str) else value
     if (not names or not isinstance(names, list | tuple)
             or not all(isinstance(n, str) for n in names) or set(names) - set(MODELS)):
@@ -94,8 +118,6 @@ def model_names(value: Any) -> Any:
 
 
 def builtin_names(value: Any) -> Any:
-    from srgan_pipeline.sources import BUILTIN_PHOTOS
-
     names = [value] if isinstance(value, str) else value
     if not (isinstance(names, list | tuple) and all(isinstance(n, str) for n in names)):
         raise ValueError(f"must be a photograph name or a list of them, got {value!r}")
@@ -131,10 +153,8 @@ Beta = Annotated[StrictFloat, Field(ge=0, lt=1)]
 Betas = Annotated[tuple[Beta, Beta], Strict(False), BeforeValidator(_pair)]
 Milestones = Annotated[tuple[Annotated[StrictInt, Field(ge=1)], ...], Strict(False)]
 Device = Annotated[str, AfterValidator(_device_name)]
-# auto: bf16 where the device has bf16 units (devices.resolve_precision), else fp32
-Precision = Literal["auto", "fp32", "bf16"]
-# torch, or openvino (optional extra, CPU only): inference.runtimes
-Runtime = Literal["torch", "openvino"]
+Precision = Literal[PRECISIONS]
+Runtime = Literal[RUNTIMES]
 
 
 def _amp_setting(value: Any) -> Any:
@@ -150,9 +170,6 @@ Scale = Annotated[int, AfterValidator(_supported_scale)]
 
 
 def generator_choice(value: str) -> str:
-    from srgan_pipeline.checkpoints import GENERATOR_DATASETS
-    from srgan_pipeline.serving.params import is_model_uri
-
     if value not in GENERATOR_DATASETS and not is_model_uri(value):
         names = ", ".join(repr(name) for name in GENERATOR_DATASETS)
         raise ValueError(f"must be {names} or an MLflow model URI "

@@ -3,8 +3,9 @@
 FastAPI and uvicorn come with MLflow, so the page adds no dependency; HTML, CSS and script are
 inline (nothing is fetched from the internet, so it works offline). The browser posts the raw
 file body (no multipart form: that would need python-multipart). The page runs the same
-:class:`~srgan_pipeline.serving.model.SuperResolutionModel` inference as the MLflow model, in
-this process, one forward pass at a time, and writes no files: results go back in the response.
+:class:`~srgan_pipeline.inference.Upscaler` as the MLflow model, in this process, one forward
+pass at a time, and writes no files: results go back in the response. Its bicubic is MATLAB's
+(the evaluation's bicubic row) at the scale of the model it is compared with.
 
 Under load: decoding, bicubic, inference and PNG encoding run in worker threads, never in the
 event loop, so one large upload stalls no other request. At most ``max_concurrent`` uploads
@@ -31,9 +32,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from srgan_pipeline.checkpoints import generator_from_checkpoint
-from srgan_pipeline.devices import pick_device
 from srgan_pipeline.imaging import imresize, to_rgb_array
-from srgan_pipeline.inference import DEFAULT_TILE, inference_model, upscale_image
+from srgan_pipeline.inference import DEFAULT_TILE, InferencePlan, Upscaler, plan_inference
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_PIXELS,
@@ -46,7 +46,6 @@ from srgan_pipeline.serving.images import (
 from srgan_pipeline.serving.registry import describe_versions, load_model_checkpoint
 
 PAGE = Path(__file__).with_name("page.html")
-SCALE = 4
 CACHED_MODELS = 3  # generators kept loaded (a default one is ~6 MB)
 RETRY_AFTER_S = 5  # the pixel limit keeps one upscale to seconds
 
@@ -61,8 +60,8 @@ def create_app(tracking_uri: str, model_name: str, *, max_pixels: int = DEFAULT_
                tile: int = DEFAULT_TILE, device: str = "auto", host: str = "127.0.0.1",
                max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> FastAPI:
     app = FastAPI(title="srgan_pipeline: try the upscaler", docs_url=None, redoc_url=None)
-    run_device = pick_device(device)
-    registered = _RegisteredGenerators(tracking_uri, model_name, run_device)
+    registered = _RegisteredGenerators(tracking_uri, model_name,
+                                       plan_inference(device, "fp32", tile))
     inference_lock = threading.Lock()  # one forward at a time: the cores are the limit
     uploads = _Slots(max_concurrent)
     body_limit = max_body_bytes(max_pixels)
@@ -99,19 +98,24 @@ def create_app(tracking_uri: str, model_name: str, *, max_pixels: int = DEFAULT_
 
             def run() -> Response:  # in a worker thread: decoding and encoding block too
                 image = _open_upload(data, max_pixels)
-                if method == "bicubic":  # MATLAB bicubic, as the evaluation's bicubic row
-                    return _png(Image.fromarray(imresize(to_rgb_array(image), SCALE), "RGB"))
                 version = registered.version_of(model)
+                upscaler = registered.upscaler(version)
+                headers = {"X-Model-Version": str(version), "X-Scale": str(upscaler.scale)}
+                if method == "bicubic":
+                    return _png(bicubic(image, upscaler.scale), headers)
                 with inference_lock:
-                    result = upscale_image(registered.generator(version), image, tile=tile,
-                                           device=run_device)
-                return _png(result, {"X-Model-Version": str(version)})
+                    return _png(upscaler.upscale_image(image), headers)
 
             return await run_in_threadpool(run)
         finally:
             uploads.release()
 
     return app
+
+
+def bicubic(image: Image.Image, scale: int) -> Image.Image:
+    """MATLAB bicubic x``scale``, as the evaluation's bicubic row (of the image as RGB)."""
+    return Image.fromarray(imresize(to_rgb_array(image), scale), "RGB")
 
 
 class _Slots:
@@ -133,12 +137,13 @@ class _Slots:
 
 class _RegisteredGenerators:
     """The versions of one registered model: found by models:/ URI, loaded on first use, the
-    last ``CACHED_MODELS`` kept ready for inference."""
+    last ``CACHED_MODELS`` kept prepared (:class:`Upscaler`) as ``plan`` says."""
 
-    def __init__(self, tracking_uri: str, model_name: str, device):
-        self.tracking_uri, self.model_name, self.device = tracking_uri, model_name, device
+    def __init__(self, tracking_uri: str, model_name: str, plan: InferencePlan):
+        self.tracking_uri, self.model_name, self.plan = tracking_uri, model_name, plan
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self.loaded: OrderedDict[int, object] = OrderedDict()
+        self.loaded: OrderedDict[int, Upscaler] = OrderedDict()
+        self.loading = threading.Lock()  # bicubic reads a model's scale outside the forward lock
         self.uri_pattern = re.compile(
             rf"models:/{re.escape(model_name)}(?:@(?P<alias>[\w-]+)|/(?P<v>\d+))")
 
@@ -156,20 +161,20 @@ class _RegisteredGenerators:
             raise HTTPException(404, f"no {model_uri} in {self.tracking_uri}: "
                                      f"{error.message}") from error
 
-    def generator(self, version: int):
-        if version not in self.loaded:
-            mlflow.set_registry_uri(self.tracking_uri)
-            mlflow.set_tracking_uri(self.tracking_uri)
-            try:
-                state = load_model_checkpoint(f"models:/{self.model_name}/{version}")
-            except ValueError as error:
-                raise HTTPException(500, str(error)) from error
-            self.loaded[version] = inference_model(generator_from_checkpoint(state),
-                                                   device=self.device)
-            while len(self.loaded) > CACHED_MODELS:
-                self.loaded.popitem(last=False)
-        self.loaded.move_to_end(version)
-        return self.loaded[version]
+    def upscaler(self, version: int) -> Upscaler:
+        with self.loading:
+            if version not in self.loaded:
+                mlflow.set_registry_uri(self.tracking_uri)
+                mlflow.set_tracking_uri(self.tracking_uri)
+                try:
+                    state = load_model_checkpoint(f"models:/{self.model_name}/{version}")
+                except ValueError as error:
+                    raise HTTPException(500, str(error)) from error
+                self.loaded[version] = self.plan.prepare(generator_from_checkpoint(state))
+                while len(self.loaded) > CACHED_MODELS:
+                    self.loaded.popitem(last=False)
+            self.loaded.move_to_end(version)
+            return self.loaded[version]
 
     def choices(self) -> list[dict[str, str]]:
         """Each alias, then each version, as the page's model menu lists them."""

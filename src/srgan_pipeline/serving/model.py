@@ -5,15 +5,16 @@ the ``upscale`` pipeline reads a folder named by a parameter and writes a folder
 (two outputs), while ``pipeline_ml_factory`` needs an inference pipeline with exactly one
 output whose input is the request itself, and every other input persisted; its
 ``KedroPipelineModel`` would also run a Kedro runner and catalog per request. What both share
-is the inference itself: this model calls the pipeline's own :func:`upscale_image` on the
-pipeline's own :func:`inference_model` copy of the generator (tiled, bounded memory). It is
+is the inference itself: this model runs the pipeline's own ``inference.Upscaler`` (tiled,
+bounded memory), prepared as evaluation and upscale prepare theirs. It is
 stored as "models from code" (:mod:`.model_code`, MLflow's recommended form: nothing is
 pickled), with this package as its code, so a registered model keeps working after the
 project's code moves on.
 
 Request: a DataFrame with a ``binary`` column ``image`` (MLflow's scoring server base64-decodes
 it from JSON), one encoded PNG/JPEG/... per row. Answer: a column ``image`` of PNG bytes
-(base64 in the server's JSON), x4 the size of each input.
+(base64 in the server's JSON), the generator's scale (x4 by default) times the size of each
+input.
 """
 
 import hashlib
@@ -37,8 +38,7 @@ from mlflow.types import ColSpec, Schema
 from PIL import Image
 
 from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
-from srgan_pipeline.devices import pick_device
-from srgan_pipeline.inference import DEFAULT_TILE, inference_model, upscale_image
+from srgan_pipeline.inference import DEFAULT_TILE, plan_inference
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_PIXELS,
@@ -64,7 +64,8 @@ REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "pillow", "scikit-image", 
 
 
 class SuperResolutionModel(mlflow.pyfunc.PythonModel):
-    """Encoded images in, x4 PNGs out, through the pipeline's tiled inference.
+    """Encoded images in, PNGs at the generator's scale out, through the pipeline's tiled
+    inference (in fp32 with PyTorch, on ``device``: auto picks cuda, mps or cpu).
 
     The scoring server runs each request in a thread of its own and stops waiting after its
     timeout without stopping the work, so requests beyond ``max_concurrent`` are refused at once
@@ -76,13 +77,13 @@ class SuperResolutionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
-        self.tile = int(config.get("tile", DEFAULT_TILE))
-        self.device = pick_device(config.get("device", "auto"))
+        plan = plan_inference(config.get("device", "auto"), "fp32",
+                              int(config.get("tile", DEFAULT_TILE)))
         self.max_concurrent = int(config.get("max_concurrent", DEFAULT_MAX_CONCURRENT))
         self.requests = threading.BoundedSemaphore(self.max_concurrent)
         self.forward = threading.Lock()
         state = torch.load(context.artifacts[ARTIFACT], map_location="cpu", weights_only=True)
-        self.generator = inference_model(generator_from_checkpoint(state), device=self.device)
+        self.upscaler = plan.prepare(generator_from_checkpoint(state))
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         if not self.requests.acquire(blocking=False):
@@ -110,7 +111,7 @@ class SuperResolutionModel(mlflow.pyfunc.PythonModel):
                                   ) from error
 
     def upscale(self, image: Image.Image) -> Image.Image:
-        return upscale_image(self.generator, image, tile=self.tile, device=self.device)
+        return self.upscaler.upscale_image(image)
 
 
 def request_images(model_input: Any, max_pixels: int) -> list[Image.Image]:
@@ -174,9 +175,13 @@ def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in REQUIREMENTS]
 
 
-def log_generator_model(state: dict[str, Any], *, kind: str, max_pixels: int = DEFAULT_MAX_PIXELS,
-                        tile: int = DEFAULT_TILE) -> tuple[str, str]:
+def log_generator_model(state: dict[str, Any], *, model: str,
+                        max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE
+                        ) -> tuple[str, str]:
     """Log the checkpoint's generator as a model of the active run; (model URI, digest).
+
+    ``model`` is the generator's name (``srresnet`` or ``srgan``, as in ``evaluation.models``):
+    the logged model is ``<model>_generator``, tagged ``model``.
 
     A generator already logged in this experiment (same digest: e.g. evaluation scoring the
     checkpoint that train_gan logged) is not logged twice: its URI is returned.
@@ -193,7 +198,7 @@ def log_generator_model(state: dict[str, Any], *, kind: str, max_pixels: int = D
         path = Path(tmp) / f"{ARTIFACT}.pt"
         torch.save(slim, path)
         info = mlflow.pyfunc.log_model(
-            name=f"{kind}_generator",
+            name=f"{model}_generator",
             python_model=str(MODEL_CODE),
             artifacts={ARTIFACT: str(path)},
             code_paths=[str(PACKAGE_DIR)],
@@ -201,7 +206,7 @@ def log_generator_model(state: dict[str, Any], *, kind: str, max_pixels: int = D
             input_example=example_input(),
             pip_requirements=requirements(),
             model_config={"max_pixels": int(max_pixels), "tile": int(tile), "device": "auto"},
-            tags={"weights_sha256": digest, "model": kind, "phase": str(slim["phase"]),
+            tags={"weights_sha256": digest, "model": model, "phase": str(slim["phase"]),
                   "step": str(slim["step"])},
         )
     return info.model_uri, digest

@@ -11,29 +11,30 @@ from typing import Any
 import mlflow
 
 from srgan_pipeline import tracking
-from srgan_pipeline.checkpoints import GENERATOR_DATASETS, Checkpoint, generator_checkpoint
+from srgan_pipeline.checkpoints import CheckpointLoader, generator_checkpoint
 from srgan_pipeline.evaluation import group_pairs
+from srgan_pipeline.names import GENERATOR_DATASETS
+from srgan_pipeline.params import ServingParams, validate_params
 from srgan_pipeline.serving.model import log_generator_model
-from srgan_pipeline.serving.params import ServingParams, validate_serving
 from srgan_pipeline.serving.registry import register_version, set_champion
 
 logger = logging.getLogger(__name__)
 
 
 
-def log_generator_models(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
+def log_generator_models(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
                          serving: dict[str, Any]) -> None:
     """Log both phases' generators as MLflow models of this run (see ``serving.log_models``)."""
-    settings = validate_serving(serving)
+    settings = validate_params("serving", serving)
     if not settings.log_models or not tracking.active():
         return
-    for kind in GENERATOR_DATASETS:
-        checkpoint = generator_checkpoint(kind, generator_pretrained, generator_gan)
-        uri, _ = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
-        logger.info("Logged the %s generator as MLflow model %s", kind, uri)
+    for model in GENERATOR_DATASETS:
+        checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
+        uri, _ = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
+        logger.info("Logged the %s generator as MLflow model %s", model, uri)
 
 
-def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpoint,
+def register_generators(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
                         evaluation_summary: dict[str, Any], eval_pairs: dict[str, Any],
                         scale: int, serving: dict[str, Any]) -> dict[str, Any]:
     """Register every scored generator and point the alias at the best: a report of both.
@@ -41,7 +42,7 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
     Only a score on every image of the sets counts for the alias (``eval_pairs`` tells how
     many there are): a subset evaluation records ``subset_*`` tags and leaves the alias alone.
     """
-    settings = validate_serving(serving)
+    settings = validate_params("serving", serving)
     name, alias, metric = (settings.registry.model_name, settings.registry.alias,
                            settings.registry.metric)
     sets = _scored_sets(settings.registry.sets, evaluation_summary)
@@ -55,11 +56,11 @@ def register_generators(generator_pretrained: Checkpoint, generator_gan: Checkpo
     client = mlflow.MlflowClient()
     full, scored_on = _coverage(evaluation_summary, sets, group_pairs(eval_pairs, scale))
     bicubic = _mean(evaluation_summary, sets, "bicubic", metric)
-    for kind in [k for k in GENERATOR_DATASETS if all(k in evaluation_summary[s] for s in sets)]:
-        score = _mean(evaluation_summary, sets, kind, metric)
+    for model in [m for m in GENERATOR_DATASETS if all(m in evaluation_summary[s] for s in sets)]:
+        score = _mean(evaluation_summary, sets, model, metric)
         tags = _score_tags(score, bicubic, rule, scored_on, full)
-        report["registered"].append(_register(client, name, kind, tags, settings, score,
-                                              generator_checkpoint(kind, generator_pretrained,
+        report["registered"].append(_register(client, name, model, tags, settings, score,
+                                              generator_checkpoint(model, generator_pretrained,
                                                                    generator_gan)))
     if not full:
         report["champion_unchanged_because"] = (f"scored on a subset ({scored_on} images): only "
@@ -98,12 +99,13 @@ def _score_tags(score: float, bicubic: float | None, rule: str, scored_on: str,
     return tags
 
 
-def _register(client: mlflow.MlflowClient, name: str, kind: str, tags: dict[str, str],
-              settings: ServingParams, score: float, checkpoint: Checkpoint) -> dict[str, Any]:
-    uri, digest = log_generator_model(checkpoint(), kind=kind, **_model_settings(settings))
-    version = register_version(client, name, uri, {"weights_sha256": digest, "model": kind,
+def _register(client: mlflow.MlflowClient, name: str, model: str, tags: dict[str, str],
+              settings: ServingParams, score: float, checkpoint: CheckpointLoader
+              ) -> dict[str, Any]:
+    uri, digest = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
+    version = register_version(client, name, uri, {"weights_sha256": digest, "model": model,
                                                    **tags})
-    return {"model": kind, "version": int(version.version), "score": score,
+    return {"model": model, "version": int(version.version), "score": score,
             "scored_on_full_sets": "score" in tags, "model_uri": uri}
 
 

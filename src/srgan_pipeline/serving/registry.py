@@ -25,10 +25,9 @@ import torch
 from mlflow.entities.model_registry import ModelVersion
 
 from srgan_pipeline.serving.model import ARTIFACT
-from srgan_pipeline.serving.params import is_model_uri
 
-__all__ = ["beats_bicubic", "describe_versions", "is_model_uri", "load_model_checkpoint",
-           "register_version", "set_champion"]
+__all__ = ["beats_bicubic", "describe_versions", "load_model_checkpoint", "register_version",
+           "set_champion"]
 
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
@@ -112,7 +111,7 @@ def _weights_uri(model_uri: str) -> str:
 
 
 def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
-    """Every version of ``name``, newest first, with its aliases, model kind and score."""
+    """Every version of ``name``, newest first: its aliases, model (srresnet, srgan), score."""
     versions = sorted(client.search_model_versions(f"name = '{name}'"),
                       key=lambda v: -int(v.version))
     aliases: dict[int, list[str]] = {}  # search_model_versions leaves ModelVersion.aliases empty

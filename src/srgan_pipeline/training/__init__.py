@@ -1,13 +1,15 @@
 """SRGAN training in plain PyTorch: phase 1 (pretrain) and phase 2 (WGAN-GP).
 
-No Kedro and no MLflow in here: the Kedro node builds the models and the data, and passes
-two callbacks, ``on_log(step, metrics)`` (one batched MLflow call per window) and
-``on_checkpoint(state)`` (saves the state dict). A state dict holds only tensors, numbers,
-strings, lists and dicts, so ``torch.load(path, weights_only=True)`` reads it back and
+No Kedro and no MLflow in here: the Kedro node builds the models and hands a ``job.Job`` to
+``job.train`` with two callbacks, ``on_log(step, metrics)`` (one batched MLflow call per
+window) and ``on_checkpoint(state)`` (saves the state dict). A state dict holds only tensors,
+numbers, strings, lists and dicts, so ``torch.load(path, weights_only=True)`` reads it back and
 ``start=state`` resumes from it.
 
 Where things are:
 
+* ``job.py``: a phase as a job: the training device, the batches from the training store, one
+  process or data-parallel ranks (``distributed.py``: the processes and their collectives);
 * ``loop.py``: the scaffold both phases share (resume, learning-rate schedule, logging,
   checkpoints, time budget, stop); ``pretrain.py`` and ``adversarial.py``: each phase's
   per-step maths only (BasicSR's ``optimize_parameters`` idea, without its registries);

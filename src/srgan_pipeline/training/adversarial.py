@@ -49,7 +49,7 @@ def train_adversarial(
 
 class AdversarialTraining(Phase):
     name = "adversarial"
-    settings = AdversarialParams
+    schema = AdversarialParams
 
     def __init__(self, cfg: AdversarialParams, generator: Generator, critic: nn.Module,
                  perceptual: nn.Module | None):

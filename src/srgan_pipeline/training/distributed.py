@@ -3,9 +3,10 @@
 ``launch(settings, device, fn, *args)`` starts ``nproc_per_node`` processes on this machine with
 torch's elastic launcher (``elastic_launch``, the agent behind ``torchrun``), each calling
 ``fn(world, *args)`` with a :class:`World`: its rank, the world size and its device, joined in
-a process group (gloo on CPU, nccl on CUDA). The training nodes call it from inside
-``kedro run``, so Kedro is never re-executed per rank (the trap of launchers that re-run
-``sys.argv``); several machines each run the same ``kedro run`` with their ``node_rank``.
+a process group (gloo on CPU, nccl on CUDA). The training nodes call it (through
+``job.train``) from inside ``kedro run``, so Kedro is never re-executed per rank (the trap of
+launchers that re-run ``sys.argv``); several machines each run the same ``kedro run`` with
+their ``node_rank``.
 
 The loop (loop.py) asks its :class:`World` for the few collective decisions: wrap a trained
 module in DistributedDataParallel, average the metrics of a window, agree on the time budget,
@@ -40,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from srgan_pipeline.params.train_gan import distributed_device_problem
 from srgan_pipeline.training import stop
 
 logger = logging.getLogger(__name__)
@@ -151,25 +153,18 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def check(settings, device: torch.device) -> None:
-    """Refuse what cannot run, before any process starts (``settings``: DistributedParams)."""
-    if settings.world_size == 1:
-        return
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"train_gan.distributed.nproc_per_node={settings.nproc_per_node} "
-                         f"runs on CPU (gloo) or CUDA (nccl), not on {device}; set "
-                         "train_gan.device=cpu, or nproc_per_node=1")
-    if device.type == "cuda" and device.index is not None:
-        raise ValueError(f"train_gan.device={device} names one GPU, but nproc_per_node="
-                         f"{settings.nproc_per_node} puts process i on GPU i: set "
-                         "train_gan.device=cuda (or auto), and CUDA_VISIBLE_DEVICES to choose "
-                         "the GPUs")
-    if device.type == "cuda" and settings.nproc_per_node > torch.cuda.device_count():
+    """Refuse what cannot run, before any process starts (``settings``: DistributedParams).
+
+    The parameters refused a device they name (params.TrainGanParams); this is the device
+    ``auto`` became on this machine, by the same rule, and this machine's GPUs.
+    """
+    problem = distributed_device_problem(settings, str(device))
+    if problem:
+        raise ValueError(problem)
+    if (settings.world_size > 1 and device.type == "cuda"
+            and settings.nproc_per_node > torch.cuda.device_count()):
         raise ValueError(f"train_gan.distributed.nproc_per_node={settings.nproc_per_node} but "
                          f"this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if settings.sync_batchnorm and device.type != "cuda":
-        raise ValueError("train_gan.distributed.sync_batchnorm=true needs CUDA (torch's "
-                         f"SyncBatchNorm runs on GPUs only), but training runs on {device}: "
-                         "set it to false (each process then normalises over its own batch)")
 
 
 def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any

@@ -43,7 +43,7 @@ OnCheckpoint = Callable[[dict[str, Any]], None]
 class Phase:
     """One training phase as :func:`run` drives it.
 
-    A subclass sets ``name`` and ``settings`` (its parameter model), creates its optimisers in
+    A subclass sets ``name`` and ``schema`` (the type of its settings), creates its optimisers in
     ``optimizers`` (checkpoint key -> (optimizer, base learning rate, betas)), and implements
     ``start_from`` (load weights from a start state), ``train_step`` (one generator update,
     returning the loss values to log) and, if it keeps more, ``extra_state``. Training forward
@@ -52,12 +52,12 @@ class Phase:
     """
 
     name: str
-    settings: type[PhaseParams]
+    schema: type[PhaseParams]
 
     def __init__(self, cfg: PhaseParams, generator: Generator, perceptual: nn.Module | None,
                  *modules: nn.Module):
-        if not isinstance(cfg, self.settings):
-            raise TypeError(f"{self.name} takes params.{self.settings.__name__} (e.g. "
+        if not isinstance(cfg, self.schema):
+            raise TypeError(f"{self.name} takes params.{self.schema.__name__} (e.g. "
                             f"training.phase_config({self.name!r}, ...)), got "
                             f"{type(cfg).__name__}")
         if cfg.perceptual_weight > 0 and perceptual is None:

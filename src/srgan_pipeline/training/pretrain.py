@@ -44,7 +44,7 @@ def pretrain(
 
 class Pretraining(Phase):
     name = "pretrain"
-    settings = PretrainParams
+    schema = PretrainParams
 
     def __init__(self, cfg: PretrainParams, generator: Generator, perceptual: nn.Module | None):
         super().__init__(cfg, generator, perceptual)

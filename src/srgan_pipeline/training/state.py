@@ -14,7 +14,7 @@ from torch import nn
 
 from srgan_pipeline.checkpoints import describe_generator
 from srgan_pipeline.params import PhaseParams
-from srgan_pipeline.resume import RUN_CONTROL
+from srgan_pipeline.training.config import RUN_CONTROL
 
 logger = logging.getLogger(__name__)
 

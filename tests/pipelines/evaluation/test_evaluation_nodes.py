@@ -3,12 +3,10 @@ import sys
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from conftest import PROJECT_ROOT, optional_extra
 
-from srgan_pipeline.evaluation import comparison_figure, group_pairs, summary_table
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.pipelines.evaluation.nodes import _figure_images
 
@@ -35,33 +33,6 @@ def test_figure_images_named_per_set_or_the_first_few():
     assert _figure_images(figures({"urban100": ["img_003"]}), "urban100", names) == ["img_003"]
     with pytest.raises(ValueError, match=r"evaluation.figures.images.urban100.*img_404"):
         _figure_images(figures({"urban100": ["img_404"]}), "urban100", names)
-
-
-def test_pairs_group_by_set_and_a_missing_lr_is_an_error():
-    pairs = {"a/HR/x": 1, "a/LR_x4/x": 2, "b/HR/y": 3, "b/LR_x4/y": 4}
-    assert group_pairs(pairs, 4) == {"a": {"x": (2, 1)}, "b": {"y": (4, 3)}}
-    with pytest.raises(KeyError, match="re-run data_prep"):
-        group_pairs({"a/HR/x": 1}, 4)
-
-
-def test_summary_gain_is_relative_to_bicubic_of_the_same_set():
-    per_image = pd.DataFrame([
-        {"set": "s", "image": i, "model": m, "psnr_y": p, "ssim_y": 0.5, "psnr_rgb": p - 1}
-        for i, (m, p) in enumerate([("bicubic", 20.0), ("bicubic", 22.0), ("srgan", 23.0),
-                                    ("srgan", 25.0)])
-    ])
-    summary = summary_table(per_image).set_index("model")
-    assert summary.loc["bicubic", "psnr_y"] == 21.0
-    assert summary.loc["srgan", "psnr_y_vs_bicubic"] == 3.0
-    assert summary.loc["srgan", "images"] == 2
-
-
-def test_comparison_figure_puts_five_equal_panels_side_by_side():
-    rng = np.random.default_rng(0)
-    hr = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    panels = {"LR": hr[::4, ::4], "bicubic": hr, "srresnet": hr, "srgan": hr, "HR": hr}
-    figure = comparison_figure(panels, scale=4, crop=32, zoom=2)
-    assert figure.shape == (32 * 2 + 14, 5 * 64 + 4 * 4, 3)
 
 
 def test_images_per_set_scores_the_first_n_by_name():
@@ -131,3 +102,26 @@ def test_runtime_openvino_scores_as_torch_and_is_tagged(monkeypatch):
     # fp32 in both: the same function, summed in another order (<= 1 grey level per pixel)
     gap = (scores["openvino"].psnr_y - scores["torch"].psnr_y).abs()
     assert gap.max() < 0.01
+
+
+def test_the_precision_tagged_and_tabled_is_the_one_that_ran(monkeypatch, openvino_runs_fp32):
+    """bf16 asked of OpenVINO on a CPU where it runs fp32: the tag and every generator's rows
+    say fp32 (the tile stays bf16's, the one asked for)."""
+    import torch
+
+    from srgan_pipeline.models import Generator
+    from srgan_pipeline.pipelines.evaluation import nodes
+
+    torch.manual_seed(0)
+    generator = Generator(scale=4, channels=8, num_blocks=1).eval()
+    monkeypatch.setattr(nodes, "generator_from_checkpoint", lambda state: generator)
+    tags = {}
+    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    params = {**BASE["evaluation"], "models": ["bicubic", "srresnet", "srgan"], "device": "cpu",
+              "precision": "bf16", "runtime": "openvino", "tile": {"fp32": 8, "bf16": 16},
+              "figures": {"crop": 16, "default_count": 0, "images": {}}}
+    per_image, _, _ = nodes.evaluate_models(_pairs(), dict, dict, 4, params)
+    assert tags == {"evaluation.precision": "fp32", "evaluation.tile": 16,
+                    "evaluation.runtime": "openvino"}
+    assert per_image.groupby("model").precision.unique().to_dict() == {
+        "bicubic": ["fp64"], "srgan": ["fp32"], "srresnet": ["fp32"]}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import checkpoint_versions, copy_project, data_prep_copy, latest_checkpoint
-from test_resume import TINY, assert_same_weights, kedro, mlflow_runs, succeeded
+from test_resumed_training import TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
 from srgan_pipeline.training_store import TrainingStore
 

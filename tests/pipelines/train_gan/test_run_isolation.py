@@ -16,7 +16,7 @@ import time
 
 import torch
 from conftest import QUIET_ENV, checkpoint_versions, kedro_project
-from test_resume import FAULTS, TINY, kedro, mlflow_runs, prepared, succeeded  # noqa: F401 (fixture)
+from test_resumed_training import FAULTS, TINY, kedro, mlflow_runs, prepared, succeeded  # noqa: F401 (fixture)
 
 from srgan_pipeline.checkpoints import evaluated_weights
 from srgan_pipeline.resume import weights_fingerprint

@@ -23,7 +23,7 @@ import pytest
 import torch
 from conftest import QUIET_ENV, copy_project, data_prep_copy, latest_checkpoint, remount, tmpfs
 from filelock import FileLock
-from test_resume import FAULTS, TINY, assert_same_weights, kedro, mlflow_runs, succeeded
+from test_resumed_training import FAULTS, TINY, assert_same_weights, kedro, mlflow_runs, succeeded
 
 PHASE_ONE = "--nodes=pretrain_generator"
 
@@ -56,9 +56,10 @@ def uninterrupted(prepared, tmp_path_factory):
 
 def kedro_job(workdir: Path, *args: str, kill: str = "", env: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess:
-    """test_resume's `kedro` with the fault injector armed (``kill``), in a process group of
-    its own, as a shell runs a job: a signal to the group reaches the run and its ranks, not
-    pytest. Kedro's error box as wide as its longest line (COLUMNS), so no path is cut."""
+    """test_resumed_training's `kedro` with the fault injector armed (``kill``), in a process
+    group of its own, as a shell runs a job: a signal to the group reaches the run and its
+    ranks, not pytest. Kedro's error box as wide as its longest line (COLUMNS), so no path is
+    cut."""
     env = {**os.environ, **QUIET_ENV, "SRGAN_KILL": kill, "COLUMNS": "400",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
            **(env or {})}

@@ -165,3 +165,17 @@ def test_runtime_openvino_is_reported_and_close_to_torch(tmp_path, tiny_generato
     difference = np.abs(np.asarray(outputs["a"]()).astype(int) - torch_fp32)
     # fp32: the same function summed in another order; bf16: the bound of torch's own bf16
     assert difference.max() <= (1 if precision == "fp32" else 16)
+
+
+def test_the_precision_tagged_and_reported_is_the_one_that_ran(tmp_path, tiny_generator,
+                                                               monkeypatch, openvino_runs_fp32):
+    """bf16 asked of OpenVINO on a CPU where it runs fp32: the tag and the report say fp32;
+    the tile is bf16's, the one asked for."""
+    tags = {}
+    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    write_image(tmp_path / "a.png", (12, 10), seed=2)
+    outputs, report = run(tmp_path, runtime="openvino", precision="bf16",
+                          tile={"fp32": 8, "bf16": 16})
+    assert tags == {"upscale.precision": "fp32", "upscale.tile": 16, "upscale.runtime": "openvino"}
+    assert (report["precision"], report["runtime"]) == ("fp32", "openvino")
+    assert outputs["a"]().size == (48, 40)

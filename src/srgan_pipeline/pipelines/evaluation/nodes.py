@@ -11,30 +11,30 @@ import pandas as pd
 
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import (
-    Checkpoint,
+    CheckpointLoader,
     generator_checkpoint,
     generator_from_checkpoint,
 )
-from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.evaluation import (
-    METRICS,
+    SuperResolve,
     comparison_figure,
     group_pairs,
-    model_upscalers,
+    model_functions,
     score_images,
     summary_markdown,
     summary_table,
 )
-from srgan_pipeline.inference import check_runtime
-from srgan_pipeline.params import FiguresParams, validate_params
+from srgan_pipeline.inference import InferencePlan, Upscaler, plan_inference
+from srgan_pipeline.names import METRICS
+from srgan_pipeline.params import EvaluationParams, FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_models(
     eval_pairs: dict[str, Callable[[], np.ndarray]],
-    generator_pretrained: Checkpoint,
-    generator_gan: Checkpoint,
+    generator_pretrained: CheckpointLoader,
+    generator_gan: CheckpointLoader,
     scale: int,
     evaluation: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -44,52 +44,60 @@ def evaluate_models(
     bicubic alone works before anything has been trained.
     """
     settings = validate_params("evaluation", evaluation, scale=scale)
-    models = list(settings.models)
-    device = pick_device(settings.device)
-    check_runtime(settings.runtime, device, "evaluation.runtime")  # before any checkpoint
+    plan = plan_inference(settings.device, settings.precision, settings.tile, settings.runtime,
+                          block="evaluation")  # before any checkpoint is read
+    upscalers = _prepared_generators(settings.models, generator_pretrained, generator_gan,
+                                     scale, plan)
+    # what ran (OpenVINO may run another precision than asked: the same for every generator)
+    precision = next((upscaler.precision for upscaler in upscalers.values()), plan.precision)
+    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": plan.tile,
+                       "evaluation.runtime": plan.runtime})
+    logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)",
+                ", ".join(settings.models), plan.device, precision, plan.runtime, plan.tile)
+    rows, samples, figures = _score_sets(eval_pairs, settings, scale,
+                                         *model_functions(settings.models, upscalers, scale))
+    for key, figure in figures.items():
+        tracking.log_image(figure, f"comparisons/{key}.png")
+    return pd.DataFrame(rows), samples, figures
+
+
+def _prepared_generators(models: tuple[str, ...], generator_pretrained: CheckpointLoader,
+                         generator_gan: CheckpointLoader, scale: int, plan: InferencePlan
+                         ) -> dict[str, Upscaler]:
+    """Each selected generator read from its checkpoint and prepared once (bicubic has none)."""
     generators = {
         model: generator_from_checkpoint(
             generator_checkpoint(model, generator_pretrained, generator_gan)())
         for model in models if model != "bicubic"
     }
-    _refuse_other_scales(generators, scale)  # before anything is scored or written
-    precision = resolve_precision(settings.precision, device, "evaluation.precision")
-    tile = getattr(settings.tile, precision)
-    upscalers, ran_in = model_upscalers(models, generators, scale, tile, device, precision,
-                                        runtime=settings.runtime, param="evaluation.runtime")
-    if any(ran != precision for ran in ran_in.values()):
-        logger.warning("evaluation.precision=%s: OpenVINO runs %s on this CPU", precision,
-                       ", ".join(sorted(set(ran_in.values()))))
-        precision = next(iter(ran_in.values()))  # what actually ran (the same for every model)
-    # each generator as it ran; bicubic is MATLAB's imresize, computed in float64
-    precisions = {"bicubic": "fp64", **ran_in}
-    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": tile,
-                       "evaluation.runtime": settings.runtime})
-    logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)", ", ".join(models),
-                device, precision, settings.runtime, tile)
-    crop = scale if settings.crop_border is None else settings.crop_border
-    limit = settings.images_per_set
+    _refuse_other_scales(generators, scale)  # before anything is prepared, scored or written
+    return {model: plan.prepare(generator) for model, generator in generators.items()}
 
+
+def _score_sets(eval_pairs: dict[str, Callable[[], np.ndarray]], settings: EvaluationParams,
+                scale: int, functions: dict[str, SuperResolve], precisions: dict[str, str]
+                ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every set's per-image rows (with the precision each model ran in), samples, figures."""
+    crop = scale if settings.crop_border is None else settings.crop_border
     rows: list[dict[str, Any]] = []
     samples, figures = {}, {}
     for eval_set, images in group_pairs(eval_pairs, scale).items():
-        images = dict(list(images.items())[:limit])  # the first N by name: quick screening
+        # the first N by name: quick screening
+        images = dict(list(images.items())[:settings.images_per_set])
         chosen = _figure_images(settings.figures, eval_set, list(images))
-        set_rows, kept = score_images(images, upscalers, crop, keep=chosen)
+        set_rows, kept = score_images(images, functions, crop, keep=chosen)
         rows += [{"set": eval_set, **row, "precision": precisions[row["model"]]}
                  for row in set_rows]
         for name, panels in kept.items():
-            for model in models:
+            for model in functions:
                 samples[f"{eval_set}/{name}_{model}"] = panels[model]
             figures[f"{eval_set}/{name}"] = comparison_figure(panels, scale,
                                                               settings.figures.crop)
-        logger.info("Scored %s: %d images x %s", eval_set, len(images), ", ".join(models))
+        logger.info("Scored %s: %d images x %s", eval_set, len(images), ", ".join(functions))
     if not rows:
         raise ValueError("eval_pairs holds no evaluation set: add one under data_prep.eval_sets "
                          "and run data_prep")
-    for key, figure in figures.items():
-        tracking.log_image(figure, f"comparisons/{key}.png")
-    return pd.DataFrame(rows), samples, figures
+    return rows, samples, figures
 
 
 def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:

@@ -13,13 +13,12 @@ from PIL import Image
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import (
     GENERATOR_DATASETS,
-    Checkpoint,
+    CheckpointLoader,
     generator_checkpoint,
     generator_from_checkpoint,
 )
-from srgan_pipeline.devices import pick_device, resolve_precision
 from srgan_pipeline.imaging import UnreadableImageError, open_image
-from srgan_pipeline.inference import check_runtime, prepared_generator, upscale_image
+from srgan_pipeline.inference import Upscaler, plan_inference
 from srgan_pipeline.output_names import distinct_output_names, name_too_long
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.serving.registry import load_model_checkpoint
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def upscale_folder(
-    generator_pretrained: Checkpoint, generator_gan: Checkpoint, upscale: dict[str, Any]
+    generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader, upscale: dict[str, Any]
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Any]]:
     """Upscaled images keyed by output name, plus a report: input -> output, and skips.
 
@@ -40,30 +39,37 @@ def upscale_folder(
     is upscaled when its partition is saved, so one image is in memory at a time.
     """
     settings = validate_params("upscale", upscale)
-    model = settings.model
-    max_pixels = settings.max_pixels
     folder = Path(settings.input_dir)
     if not folder.is_dir():
         raise ValueError(f"upscale.input_dir: folder '{folder}' does not exist. Put your images "
                          f"there or pass --params=upscale.input_dir=/path/to/images")
     names, others = scan_folder(folder, "upscale.input_dir")
-    device = pick_device(settings.device)
-    check_runtime(settings.runtime, device, "upscale.runtime")  # before any checkpoint is read
+    plan = plan_inference(settings.device, settings.precision, settings.tile, settings.runtime,
+                          block="upscale")  # before any checkpoint is read
+    checkpoint = _checkpoint(settings.model, generator_pretrained, generator_gan)
+    upscaler = plan.prepare(generator_from_checkpoint(checkpoint()))
+    tracking.set_tags({"upscale.precision": upscaler.precision, "upscale.tile": upscaler.tile,
+                       "upscale.runtime": upscaler.runtime})
+    outputs, upscaled, skipped = _planned_outputs(upscaler, folder, names, others,
+                                                  settings.max_pixels)
+    logger.info("Upscaling %d image(s) from %s with %s in %s on %s with %s (%d skipped)",
+                len(outputs), folder, settings.model, upscaler.precision, upscaler.device,
+                upscaler.runtime, len(skipped))
+    return outputs, {"input_dir": str(folder), "model": settings.model,
+                     "precision": upscaler.precision, "runtime": upscaler.runtime,
+                     "upscaled": upscaled, "skipped": skipped}
+
+
+def _checkpoint(model: str, generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader
+                ) -> Callable[[], dict[str, Any]]:
     if model in GENERATOR_DATASETS:
-        checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
-    else:  # an MLflow model URI (the parameter schema accepts nothing else)
-        checkpoint = partial(load_model_checkpoint, model)
-    precision = resolve_precision(settings.precision, device, "upscale.precision")
-    tile = getattr(settings.tile, precision)
-    generator = prepared_generator(generator_from_checkpoint(checkpoint()),
-                                   runtime=settings.runtime, device=device, precision=precision,
-                                   param="upscale.runtime")
-    if settings.runtime == "openvino" and generator.precision != precision:
-        logger.warning("upscale.precision=%s: OpenVINO runs %s on this CPU", precision,
-                       generator.precision)
-        precision = generator.precision  # what actually ran; its tile stays the one asked for
-    tracking.set_tags({"upscale.precision": precision, "upscale.tile": tile,
-                       "upscale.runtime": settings.runtime})
+        return generator_checkpoint(model, generator_pretrained, generator_gan)
+    return partial(load_model_checkpoint, model)  # an MLflow model URI: the schema allows no other
+
+
+def _planned_outputs(upscaler: Upscaler, folder: Path, names: list[str], others: list[str],
+                     max_pixels: int) -> tuple[dict[str, Callable], dict[str, str], list[dict]]:
+    """Each image's output (upscaled when saved), input -> output name, and the skips."""
     keys, unnamed = distinct_output_names(names)
     unnamed |= {name: NOT_AN_IMAGE for name in others}
     unnamed |= {name: reason for name, key in keys.items()
@@ -80,15 +86,11 @@ def upscale_folder(
             logger.warning("Skipped %s: %s", name, reason)
             skipped.append({"file": name, "reason": reason})
             continue
-        outputs[keys[name]] = partial(_upscale_file, generator, folder / name, tile=tile,
-                                      device=device)
+        outputs[keys[name]] = partial(_upscale_file, upscaler, folder / name)
         upscaled[name] = f"{keys[name]}.png"
-    logger.info("Upscaling %d image(s) from %s with %s in %s on %s with %s (%d skipped)",
-                len(outputs), folder, model, precision, device, settings.runtime, len(skipped))
-    return outputs, {"input_dir": str(folder), "model": model, "precision": precision,
-                     "runtime": settings.runtime, "upscaled": upscaled, "skipped": skipped}
+    return outputs, upscaled, skipped
 
 
-def _upscale_file(generator, path: Path, **kwargs) -> Image.Image:
+def _upscale_file(upscaler: Upscaler, path: Path) -> Image.Image:
     with open_image(path) as image:
-        return upscale_image(generator, image, **kwargs)
+        return upscaler.upscale_image(image)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import conf_parameters
+from conftest import conf_parameters, with_settings
 
 from srgan_pipeline.params import (
     PARAMETER_BLOCKS,
     ParameterError,
     blocks_read_by,
+    rules_between_blocks,
     validate_params,
 )
 
@@ -18,19 +19,8 @@ BASE = conf_parameters("local")  # conf/local is empty: conf/base alone
 def with_value(block: str, dotted: str, value):
     """conf/base's block with one key (``a.b.c``) set, as --params would; the faces source,
     which conf/base leaves for the user to point somewhere, is turned off."""
-    params = _copy(BASE[block])
-    if block == "data_prep":
-        params["train_sources"]["faces"]["enabled"] = False
-    *parents, last = dotted.split(".")
-    target = params
-    for key in parents:
-        target = target[key]
-    target[last] = value
-    return params
-
-
-def _copy(value):
-    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+    off = {"train_sources.faces.enabled": False} if block == "data_prep" else {}
+    return with_settings(BASE[block], off | {dotted: value})
 
 
 def check(block: str, params) -> None:
@@ -41,8 +31,9 @@ def check(block: str, params) -> None:
 def test_every_block_of_every_environment_is_valid(env):
     params = conf_parameters(env)
     assert set(params) == set(PARAMETER_BLOCKS)
-    for block, value in params.items():
-        validate_params(block, value, scale=params["scale"])
+    blocks = {block: validate_params(block, value, scale=params["scale"])
+              for block, value in params.items()}
+    assert rules_between_blocks(blocks) == []
 
 
 def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_somewhere():
@@ -62,8 +53,10 @@ def test_conf_base_is_valid_but_for_the_faces_source_it_asks_the_user_to_point_s
 
 @pytest.mark.parametrize(("block", "key", "value", "message"), [
     ("upscale", "imput_dir", "/x",
-     "upscale.imput_dir: unknown key; valid keys: input_dir, model, device, precision, tile"),
-    ("evaluation", "model", "bicubic", "evaluation.model: unknown key; valid keys: models, "),
+     "upscale.imput_dir: unknown key; valid keys: device, precision, tile, runtime, input_dir, "
+     "model, max_pixels"),
+    ("evaluation", "model", "bicubic", "evaluation.model: unknown key; valid keys: device, "
+     "precision, tile, runtime, models, "),
     ("data_prep", "min_sise", 50, "data_prep.min_sise: unknown key; valid keys: raw_dir, "),
     ("data_prep", "tiles.sise", 96, "data_prep.tiles.sise: unknown key; valid keys: size, stride"),
     ("data_prep", "eval_sets.urban100.pth", "/x",
@@ -211,3 +204,49 @@ def test_a_single_key_is_as_strict_as_in_its_block():
         with pytest.raises(ParameterError) as error:
             validate_params(path, value, scale=4)
         assert str(error.value).startswith(message)
+
+
+def between(scale: int, data_prep: dict, train_gan: dict) -> list[str]:
+    return rules_between_blocks({
+        "scale": scale, "data_prep": validate_params("data_prep", data_prep, scale=scale),
+        "train_gan": validate_params("train_gan", train_gan, scale=scale)})
+
+
+def test_every_crop_fits_the_smallest_tile_data_prep_stores():
+    data_prep, train_gan = with_value("data_prep", "min_size", 96), BASE["train_gan"]
+    assert between(4, data_prep, train_gan) == []
+    # images kept down to 93 px are cut to 96 (a multiple of the scale): a 96 px crop fits
+    assert between(4, with_value("data_prep", "min_size", 93), train_gan) == []
+    assert between(4, with_value("data_prep", "min_size", 64), train_gan) == [
+        f"train_gan.{phase}.patch_size (96) is larger than the smallest tile data_prep stores, "
+        "64 px (data_prep.min_size=64 keeps images of 64 px a side, each then one tile): set the "
+        "patch_size to 64 or less, or raise data_prep.min_size (smaller images are then "
+        "skipped) to 96 or more" for phase in ("pretrain", "adversarial")]
+    small_tiles = with_value("data_prep", "tiles", {"size": 88, "stride": 44})
+    assert between(4, small_tiles, with_value("train_gan", "pretrain.patch_size", 64)) == [
+        "train_gan.adversarial.patch_size (96) is larger than the smallest tile data_prep "
+        "stores, 88 px (data_prep.tiles.size=88): set the patch_size to 88 or less, or raise "
+        "data_prep.tiles.size to 96 or more"]
+
+
+def test_the_registry_chooses_on_sets_data_prep_prepares():
+    def refusals(sets, read=("data_prep", "evaluation", "serving")):
+        blocks = {"data_prep": with_value("data_prep", "show_progress", False),
+                  "evaluation": BASE["evaluation"],
+                  "serving": with_value("serving", "registry.sets", sets)}
+        return rules_between_blocks({block: validate_params(block, blocks[block])
+                                     for block in read})
+
+    assert refusals(None) == refusals(["urban100"]) == []
+    assert refusals(["set14", "urban100", "b100"]) == [
+        "serving.registry.sets names ['b100', 'set14'], which data_prep.eval_sets does not "
+        "prepare (it prepares ['urban100']): add them to data_prep.eval_sets, or choose among "
+        "those (null: every scored set)"]
+    # evaluation alone scores the sets an earlier data_prep prepared
+    assert refusals(["set14"], read=("evaluation", "serving")) == []
+
+
+def test_a_rule_between_blocks_applies_when_the_run_reads_both():
+    # train_gan alone trains on the store an earlier data_prep wrote, with its settings then
+    train_gan = validate_params("train_gan", BASE["train_gan"], scale=4)
+    assert rules_between_blocks({"scale": 4, "train_gan": train_gan}) == []

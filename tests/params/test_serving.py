@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, conf_parameters, with_settings
 
-from srgan_pipeline.serving.params import is_model_uri, validate_serving
+from srgan_pipeline.params import validate_params
 
 SHIPPED = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_serving.yml").read_text())["serving"]
 
 
 def _with(path: str, value):
-    settings = copy.deepcopy(SHIPPED)
-    *parents, key = path.split(".")
-    node = settings
-    for parent in parents:
-        node = node[parent]
-    node[key] = value
-    return settings
+    return with_settings(SHIPPED, {path: value})
 
 
 @pytest.mark.parametrize("env", ["base", "convergence"])
 def test_the_shipped_settings_are_valid(env):
-    block = yaml.safe_load((PROJECT_ROOT / f"conf/{env}/parameters_serving.yml").read_text())
-    settings = validate_serving(block["serving"])
+    settings = validate_params("serving", conf_parameters(env)["serving"])
     assert settings.max_pixels > 0
 
 
 def test_several_sets_from_the_command_line_are_one_spaced_value():
-    settings = validate_serving(_with("registry.sets", "urban100 set14"))
+    settings = validate_params("serving", _with("registry.sets", "urban100 set14"))
     assert settings.registry.sets == ("urban100", "set14")
+
+
+def test_sets_from_yaml_are_a_list():
+    settings = validate_params("serving", _with("registry.sets", ["urban100", "set14"]))
+    assert settings.registry.sets == ("urban100", "set14")
+    with pytest.raises(ValueError, match=r"serving\.registry\.sets\[1\]: must be a string"):
+        validate_params("serving", _with("registry.sets", ["urban100", 14]))
 
 
 @pytest.mark.parametrize("path, value, words", [
     ("max_pixel", 10, "serving.max_pixel: unknown key; valid keys: log_models, max_pixels"),
-    ("max_pixels", 0, "serving.max_pixels: must be > 0, got 0"),
+    ("max_pixels", 0, "serving.max_pixels: must be >= 1, got 0"),
     ("max_pixels", "512", "serving.max_pixels"),
     ("registry.metric", "psnr", "serving.registry.metric"),
     ("registry.alias", "latest", "serving.registry.alias: must be an MLflow alias"),
@@ -46,18 +44,4 @@ def test_several_sets_from_the_command_line_are_one_spaced_value():
 ])
 def test_a_mistake_names_its_key(path, value, words):
     with pytest.raises(ValueError, match=words):
-        validate_serving(_with(path, value))
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("models:/srgan_pipeline_generator@champion", True),
-    ("models:/srgan_pipeline_generator/3", True),
-    ("models:/m-0123456789abcdef", True),
-    ("runs:/0123456789abcdef0123456789abcdef/srgan_generator", True),
-    ("srgan", False),
-    ("models:/", False),
-    ("models:/name@", False),
-    ("runs:/not-a-run-id/x", False),
-])
-def test_model_uris(value, expected):
-    assert is_model_uri(value) is expected
+        validate_params("serving", _with(path, value))

@@ -1,0 +1,65 @@
+"""srgan_pipeline.evaluation: pairs, per-model functions, tables and figures, without Kedro."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from srgan_pipeline.evaluation import (
+    comparison_figure,
+    group_pairs,
+    model_functions,
+    summary_markdown,
+    summary_table,
+)
+from srgan_pipeline.inference import plan_inference
+from srgan_pipeline.metrics import bicubic_upscale
+from srgan_pipeline.models import Generator
+
+
+def test_pairs_group_by_set_and_a_missing_lr_is_an_error():
+    pairs = {"a/HR/x": 1, "a/LR_x4/x": 2, "b/HR/y": 3, "b/LR_x4/y": 4}
+    assert group_pairs(pairs, 4) == {"a": {"x": (2, 1)}, "b": {"y": (4, 3)}}
+    with pytest.raises(KeyError, match="re-run data_prep"):
+        group_pairs({"a/HR/x": 1}, 4)
+
+
+def test_summary_gain_is_relative_to_bicubic_of_the_same_set():
+    per_image = pd.DataFrame([
+        {"set": "s", "image": i, "model": m, "psnr_y": p, "ssim_y": 0.5, "psnr_rgb": p - 1}
+        for i, (m, p) in enumerate([("bicubic", 20.0), ("bicubic", 22.0), ("srgan", 23.0),
+                                    ("srgan", 25.0)])
+    ])
+    summary = summary_table(per_image).set_index("model")
+    assert summary.loc["bicubic", "psnr_y"] == 21.0
+    assert summary.loc["srgan", "psnr_y_vs_bicubic"] == 3.0
+    assert summary.loc["srgan", "images"] == 2
+
+
+def test_comparison_figure_puts_five_equal_panels_side_by_side():
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    panels = {"LR": hr[::4, ::4], "bicubic": hr, "srresnet": hr, "srgan": hr, "HR": hr}
+    figure = comparison_figure(panels, scale=4, crop=32, zoom=2)
+    assert figure.shape == (32 * 2 + 14, 5 * 64 + 4 * 4, 3)
+
+
+def test_each_model_has_its_function_and_the_precision_it_runs_in():
+    torch.manual_seed(0)
+    upscaler = plan_inference("cpu", "fp32", 16).prepare(Generator(channels=8, num_blocks=1))
+    functions, precisions = model_functions(["bicubic", "srgan"], {"srgan": upscaler}, 4)
+    lr = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert list(functions) == ["bicubic", "srgan"]
+    assert np.array_equal(functions["bicubic"](lr), bicubic_upscale(lr, 4))
+    assert np.array_equal(functions["srgan"](lr), upscaler.upscale(lr))
+    assert precisions == {"bicubic": "fp64", "srgan": "fp32"}
+
+
+def test_the_markdown_table_shows_the_precision_when_recorded():
+    per_image = pd.DataFrame([
+        {"set": "s", "image": "a", "model": m, "precision": p, "psnr_y": 20.0 + i,
+         "ssim_y": 0.5, "psnr_rgb": 19.0}
+        for i, (m, p) in enumerate([("bicubic", "fp64"), ("srgan", "bf16")])])
+    table = summary_markdown(summary_table(per_image))
+    assert "| set | model | precision | images |" in table
+    assert "| s | srgan | bf16 | 1 | 21.00 | 0.5000 | 19.00 | +1.00 |" in table
