@@ -29,6 +29,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
 
+def documentation(page: str) -> str:
+    """The text of a documentation page: ``README.md`` (the front page) or a page of docs/."""
+    path = PROJECT_ROOT / page if page == "README.md" else PROJECT_ROOT / "docs" / page
+    return path.read_text()
+
+
 def shared_dataset(*parts: str) -> Path:
     """Path under ../shared/datasets, or skip the test with the reason."""
     path = SHARED_DATASETS.joinpath(*parts)
@@ -80,12 +86,16 @@ def tiny_training(settings: dict[str, object] | None = None) -> str:
 TINY_TRAINING = tiny_training()
 
 
-def conf_parameters(env: str) -> dict:
-    """An environment's parameters as Kedro merges them with conf/base."""
+def conf_parameters(env: str, runtime_params: dict | None = None) -> dict:
+    """An environment's parameters as `kedro run --env=ENV` resolves them: the project's
+    CONFIG_LOADER_ARGS (conf/base soft-merged with the environment), then ``runtime_params``
+    as --params would give them. ``base`` is conf/base alone."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
-                               default_run_env=env)
+    from srgan_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env,
+                               runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
     return loader["parameters"]
 
 
@@ -609,7 +619,7 @@ def registry_client(workdir: Path):
 def served_quickstart(tiny_quickstart, tmp_path_factory) -> tuple[Path, int, str]:
     """A copy of the tiny quickstart whose @champion a user set by hand: (folder, version,
     model kind). A few training steps score below bicubic, so evaluation sets no champion
-    (tests/serving/test_registry.py); what README serves is `models:/...@champion`, so the
+    (tests/serving/test_registry.py); what docs/serving.md serves is `models:/...@champion`, so the
     serving tests promote the best version as `MlflowClient.set_registered_model_alias` does."""
     workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("served") / "project")
     client = registry_client(workdir)

@@ -20,8 +20,8 @@ def files_under(folder: Path) -> list[Path]:
 
 
 def mlflow_run_ids(project: Path) -> list[str]:
-    """Every MLflow run in the project's tracking store, deleted ones too (README: a refused
-    parameter opens none); none when the run did not even create the store."""
+    """Every MLflow run in the project's tracking store, deleted ones too (docs/tracking.md: a run
+    refused by the parameter checks opens none); none when the run did not even create the store."""
     if not (project / "mlflow.db").exists():  # a client would create it
         return []
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")

@@ -218,7 +218,7 @@ def test_imresize_reproduces_matlab_urban100_lr_x4():
     )
     assert mad < 0.5
     # Stricter: the mirrored-boundary and round-once variants pass the MAD bar (0.011, 0.116)
-    # but miss by up to 10-12 levels at the borders. README promises pixel for pixel: 0.
+    # but miss by up to 10-12 levels at the borders. docs/data.md promises pixel for pixel: 0.
     assert max_diff == 0
 
 

@@ -1,5 +1,5 @@
-"""README "MLflow": `kedro mlflow ui` (as typed, with its documented --port option) serves the
-tiny quickstart's run and its artifacts over MLflow's HTTP API.
+"""docs/tracking.md "MLflow": `kedro mlflow ui` (as typed, with its documented --port option) serves
+the tiny quickstart's run and its artifacts over MLflow's HTTP API.
 
 The browser test of the UI pages is tests/e2e/test_mlflow_ui.py; this one needs no browser.
 kedro-mlflow starts `mlflow ui` by name from PATH, so the child's PATH starts with this

@@ -1,5 +1,5 @@
 """The run identity of a training phase (resume.phase_identity, resume.run_identity):
-what README says a resume may change keeps it; what decides the weights changes it."""
+what docs/training.md says a resume may change keeps it; what decides the weights changes it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import conf_parameters
+from conftest import conf_parameters, documentation
 from test_training_store import SCALE, SHAPES, SIZE, STRIDE, content, photo
 
 from srgan_pipeline.checkpoints import build_generator, describe_generator
@@ -74,12 +74,19 @@ def _copy(value):
 
 
 PHASES = ("pretrain", "adversarial")
-# README: "except iterations, max_minutes, log_every, checkpoint_every, channels_last and
-# amp_bf16, which a resume may change"; and (data-parallel) the processes and sync_batchnorm.
+# docs/training.md, "Run identity": "except iterations, max_minutes, log_every, checkpoint_every,
+# channels_last and amp_bf16, which a resume may change"; and (data-parallel) the processes and
+# sync_batchnorm.
 RUN_CONTROL = [("iterations", 7), ("max_minutes", 30.0), ("log_every", 3),
                ("checkpoint_every", 9), ("channels_last", False), ("amp_bf16", False)]
 NOT_THE_RUN = [("device", "cpu"), ("num_workers", 3), ("resume", True),
                ("distributed.nproc_per_node", 2), ("distributed.sync_batchnorm", True)]
+
+
+def test_the_docs_name_what_a_resume_may_change():
+    keys = [f"`{key}`" for key, _ in RUN_CONTROL]
+    sentence = f"(except {', '.join(keys[:-1])} and {keys[-1]}, which a resume may change)"
+    assert sentence in " ".join(documentation("training.md").split())
 
 
 @pytest.mark.parametrize("phase", PHASES)

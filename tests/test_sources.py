@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, tar_bytes, write_image, zip_bytes
+from conftest import PROJECT_ROOT, documentation, tar_bytes, write_image, zip_bytes
 
 from srgan_pipeline.downloads import ChecksumMismatchError, DownloadError
 from srgan_pipeline.sources import (
@@ -168,17 +168,18 @@ def test_archive_path_is_keyed_by_source(tmp_path):
     assert archive_path(spec, tmp_path) == tmp_path / "downloads" / "div2k" / "DIV2K_train_HR.zip"
 
 
-def test_the_readme_names_the_exact_offline_paths():
-    """README's "Providing the data sets offline" names the path each conf/base source uses."""
+def test_the_docs_name_the_exact_offline_paths():
+    """docs/data.md "Providing the data sets offline" names the path each conf/base source
+    uses."""
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_data_prep.yml").read_text())
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    page = documentation("data.md").split("### Providing the data sets offline")[1]
     raw_dir = Path(params["data_prep"]["raw_dir"])
     urls = [spec for group in ("train_sources", "eval_sets") for spec in parse_sources(
         {name: s for name, s in params["data_prep"][group].items() if s.get("url")},
         f"data_prep.{group}")]
     assert len(urls) >= 3
     for spec in urls:
-        assert f"`{archive_path(spec, raw_dir).as_posix()}`" in readme, spec.name
+        assert f"`{archive_path(spec, raw_dir).as_posix()}`" in page, spec.name
 
 
 @pytest.mark.parametrize("name", ["../up", "a/b", "", ".hidden", "sp ace"])

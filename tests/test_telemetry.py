@@ -1,5 +1,5 @@
-"""README "Telemetry": Kedro's and MLflow's telemetry are off for this project, and only the
-download nodes use the network.
+"""docs/tracking.md "Telemetry": Kedro's and MLflow's telemetry are off for this project, and only
+the download nodes use the network.
 
 The witness is the shared tiny quickstart (conftest): a whole `kedro run` in a child process
 started without the test environment's DO_NOT_TRACK / MLFLOW_DISABLE_TELEMETRY /

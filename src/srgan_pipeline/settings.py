@@ -18,9 +18,13 @@ from srgan_pipeline.hooks import (  # noqa: E402
     WritableOutputsHook,
 )
 
+# Soft merge: an environment's parameter files hold only what differs from conf/base, merged
+# key by key into it at every depth (lists and values replace; a table keyed by name, such as
+# data_prep.train_sources, gains the environment's entries and keeps conf/base's).
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
 }
 
 # Every parameter block a run reads, then every output folder, is checked before its first node

@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def page_server(served_quickstart, tmp_path_factory):
-    """The page as README starts it, on a free port; (base URL, project folder)."""
+    """The page as docs/serving.md starts it, on a free port; (base URL, project folder)."""
     workdir, _, _ = served_quickstart
     port = free_port()
     log = tmp_path_factory.mktemp("page_server") / "server.log"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, with_settings
+from conftest import PROJECT_ROOT, conf_parameters, with_settings
 
 from srgan_pipeline.params import validate_params
 
@@ -17,8 +17,7 @@ def _with(path: str, value):
 
 @pytest.mark.parametrize("env", ["base", "convergence"])
 def test_the_shipped_settings_are_valid(env):
-    block = yaml.safe_load((PROJECT_ROOT / f"conf/{env}/parameters_serving.yml").read_text())
-    settings = validate_params("serving", block["serving"])
+    settings = validate_params("serving", conf_parameters(env)["serving"])
     assert settings.max_pixels > 0
 
 

@@ -1,4 +1,5 @@
-"""`mlflow models serve` on the registered champion, as README documents: good and bad requests.
+"""`mlflow models serve` on the registered champion, as docs/serving.md documents: good and bad
+requests.
 
 One server per module (start-up ~10-20 s), on 127.0.0.1 and a free port, in its own process
 group, stopped at teardown.
@@ -97,7 +98,7 @@ def test_a_base64_png_comes_back_as_a_png_four_times_the_size(rest_server):
     for data, prediction in zip((chelsea, rocket), answer["predictions"], strict=True):
         width, height = Image.open(io.BytesIO(data)).size
         assert _decoded(prediction).size == (4 * width, 4 * height)
-    # dataframe_records works too (README's curl example)
+    # dataframe_records works too (docs/serving.md's curl example)
     body = json.dumps({"dataframe_records": [{"image": base64.b64encode(chelsea).decode()}]})
     status, answer = _invoke(url, body.encode())
     assert status == 200 and _decoded(answer["predictions"][0]).format == "PNG"

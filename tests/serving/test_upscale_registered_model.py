@@ -1,4 +1,5 @@
-"""`kedro run --pipelines=upscale` with `upscale.model=models:/...@champion`, as README shows."""
+"""`kedro run --pipelines=upscale` with `upscale.model=models:/...@champion`, as docs/serving.md
+shows."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-import yaml
-from conftest import PROJECT_ROOT, write_image
+from conftest import PROJECT_ROOT, conf_parameters, write_image
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from PIL import Image, ImageFile
@@ -86,8 +85,7 @@ def test_max_pixels_is_validated(value):
 
 @pytest.mark.parametrize("env", ["base", "quickstart", "convergence"])
 def test_the_default_max_pixels_takes_the_largest_div2k_image(tmp_path, env):
-    params = yaml.safe_load((PROJECT_ROOT / "conf" / env / "parameters_data_prep.yml").read_text())
-    limit = params["data_prep"]["max_pixels"]
+    limit = conf_parameters(env)["data_prep"]["max_pixels"]
     assert 2040 * 2040 <= limit < 36_000_000
 
 

@@ -145,7 +145,7 @@ def test_url_sources_never_share_a_download_through_kedro_run(tmp_path, monkeypa
                                           pixels[source][name])
     assert sorted(path for path, _ in server.requests) == sorted(
         url_path for _, url_path, _, _ in sources.values())
-    for source, (_, url_path, _, _) in sources.items():  # where README says they go
+    for source, (_, url_path, _, _) in sources.items():  # where docs/data.md says they go
         assert (data / "01_raw" / "downloads" / source / url_path.rsplit("/", 1)[1]).is_file()
 
 
@@ -164,7 +164,7 @@ def test_an_incomplete_download_is_refused_through_kedro_run(tmp_path, monkeypat
     # Kedro's log handler wraps lines at the terminal width: compare with spaces collapsed
     output = " ".join(kedro_run_fails(workdir, "--pipeline=data_prep", params).split())
     assert "is not usable" in output and "deleted" in output and "run again" in output
-    assert "place it at data/01_raw/downloads/set/set.tar;" in output  # README's layout
+    assert "place it at data/01_raw/downloads/set/set.tar;" in output  # docs/data.md's layout
     assert ("web page" if bad == "web page" else "end-of-archive marker") in output
     downloads = workdir / "data" / "01_raw" / "downloads" / "set"
     assert not downloads.exists() or list(downloads.iterdir()) == []  # nothing kept or recorded
@@ -187,7 +187,7 @@ def test_every_file_of_a_source_is_kept_or_reported_through_kedro_run(tmp_path, 
     """Files of types data_prep does not read, a 249-byte name (Linux allows 255) and ``x.jpg``
     beside a folder ``x.png/`` are kept or skipped with the reason, never the end of the run.
     The project and the source folder have a space, a comma and non-ASCII letters; --params
-    splits at commas, so the source comes in a --config file, as README says."""
+    splits at commas, so the source comes in a --config file, as docs/configuration.md says."""
     workdir = kedro_project(tmp_path / "projet été, v2", monkeypatch)
     source = tmp_path / "mes photos, 2024 ☀"
     long_name = "é" * 122 + "x.png"  # 249 bytes, cut mid-character by the temporary name
@@ -218,10 +218,10 @@ def test_every_file_of_a_source_is_kept_or_reported_through_kedro_run(tmp_path, 
 
 
 def test_the_quickstart_bicubic_row_is_the_published_figure(tiny_quickstart):
-    """README's "Bicubic is 30.73 dB": the bicubic Y-PSNR row of the quickstart's evaluation,
-    which follows from data_prep's pairs alone (mod-crop, MATLAB-exact LR) and the metric. The
-    figure is published to two decimals, so it must round to them: within half the last digit.
-    """
+    """The quickstart note's "Bicubic is 30.73 dB" (benchmarks/results): the bicubic Y-PSNR row of
+    the quickstart's evaluation, which follows from data_prep's pairs alone (mod-crop, MATLAB-exact
+    LR) and the metric. The figure is published to two decimals, so it must round to them: within
+    half the last digit."""
     workdir, _ = tiny_quickstart
     path, = (workdir / "data" / "08_reporting" / "evaluation_summary.json").glob("*/*")
     bicubic = json.loads(path.read_text())["skimage_heldout"]["bicubic"]

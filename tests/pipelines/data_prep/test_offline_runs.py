@@ -1,5 +1,5 @@
-"""conf/base without network, run as README "The faces source" and "Providing the data sets
-offline" type it: `kedro run` in a new process, offline by construction (conftest.offline_env
+"""conf/base without network, run as docs/data.md "The faces source" and "Providing the data
+sets offline" type it: `kedro run` in a new process, offline by construction (conftest.offline_env
 refuses every non-loopback connection, and the archive URL is a closed local port)."""
 
 import hashlib

@@ -120,9 +120,9 @@ def test_bicubic_alone_needs_no_checkpoint(tmp_path, monkeypatch):
 
 def test_an_eval_set_added_with_params_is_scored_with_srresnet(quickstart, tmp_path,
                                                                image_folder):
-    """README: `kedro run --pipelines=data_prep,evaluation --params="data_prep.eval_sets.<set>
-    .path=..."` with `"evaluation.models=bicubic srresnet"` (the pretrained generator of the
-    tiny quickstart)."""
+    """docs/evaluation.md: `kedro run --pipelines=data_prep,evaluation
+    --params="data_prep.eval_sets.<set>.path=..."` with `"evaluation.models=bicubic srresnet"` (the
+    pretrained generator of the tiny quickstart)."""
     workdir = copy_project(quickstart[0], tmp_path / "project")
     reporting = workdir / "data" / "08_reporting" / "evaluation_summary.json"
     before = versions(reporting)

@@ -1,5 +1,5 @@
-"""README's data-parallel training as a user types it: `kedro run --pipelines=train_gan` with
-`train_gan.distributed.nproc_per_node=2` (2 CPU processes over gloo), on the tiny training.
+"""docs/training.md's data-parallel training as a user types it: `kedro run --pipelines=train_gan`
+with `train_gan.distributed.nproc_per_node=2` (2 CPU processes over gloo), on the tiny training.
 
 Killed the two ways it can be: a rank dies (the run fails, naming it), or the `kedro run`
 itself is killed under its ranks (they follow it); either way the last checkpoint stays good
@@ -88,7 +88,7 @@ def test_a_dying_rank_fails_the_run_and_the_resume_reaches_the_uninterrupted_wei
 
 
 def stream(project: Path, first: int, count: int, seed: int = 0) -> list[tuple[int, int]]:
-    """Samples ``first`` .. ``first + count - 1`` of phase 1's patch stream as README defines it
+    """Samples ``first`` .. ``first + count - 1`` of phase 1's patch stream as the docs define it
     (one function of the seed and the sample number): (tile index, crop seed) pairs."""
     tiles = len(TrainingStore(project / "data/03_primary/train_store"))
     pairs = []

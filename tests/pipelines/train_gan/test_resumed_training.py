@@ -1,5 +1,5 @@
-"""README's recovery recipe as a user types it: `kedro run` killed with SIGKILL at a file write,
-then the same command with `train_gan.resume=true`; and runs that never mix.
+"""docs/training.md's recovery recipe as a user types it: `kedro run` killed with SIGKILL at a file
+write, then the same command with `train_gan.resume=true`; and runs that never mix.
 
 The kill comes from faults/sitecustomize.py (on the child's PYTHONPATH), at the n-th atomic
 rename onto a chosen path: inside a checkpoint write, or right after one.

@@ -1,5 +1,5 @@
-"""README "Resume, run phase 2 alone, budgets" and "VGG19 weights": the documented `kedro run`
-commands of train_gan, in new processes on a copy of the tiny quickstart (its tiles)."""
+"""docs/training.md "Resume, run phase 2 alone, budgets" and "VGG19 weights": the documented `kedro
+run` commands of train_gan, in new processes on a copy of the tiny quickstart (its tiles)."""
 
 import re
 

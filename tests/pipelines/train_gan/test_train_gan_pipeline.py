@@ -14,6 +14,7 @@ import yaml
 from conftest import (
     PROJECT_ROOT,
     QUIET_ENV,
+    conf_parameters,
     copy_project,
     kedro_project,
     kedro_run,
@@ -216,8 +217,7 @@ def test_a_store_of_another_scale_is_refused(tmp_path):
 
     image = partial(np.zeros, (96, 96, 3), np.uint8)
     write_store(tmp_path / "train_store", StoreContent({"s/a": (image, (96, 96))}, 4, 96, 48))
-    settings = yaml.safe_load((PROJECT_ROOT / "conf/quickstart/parameters_train_gan.yml")
-                              .read_text())["train_gan"]
+    settings = conf_parameters("quickstart")["train_gan"]
     settings |= {"device": "cpu", "checkpoint_dir": str(tmp_path / "in_progress")}
     with pytest.raises(ValueError, match=r"written for x4, but scale is 2: re-run data_prep"):
         pretrain_generator(TrainingStore(tmp_path / "train_store"), 2, settings)

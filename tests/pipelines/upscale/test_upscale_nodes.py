@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import PROJECT_ROOT, optional_extra, write_image
+from conftest import conf_parameters, optional_extra, write_image
 from PIL import Image
 
 from srgan_pipeline import devices
@@ -127,8 +126,7 @@ def test_max_pixels_is_validated(tmp_path, tiny_generator, value):
 
 @pytest.mark.parametrize("env", ["base", "quickstart"])
 def test_the_default_max_pixels_lets_a_2000_px_square_through(tmp_path, tiny_generator, env):
-    limit = yaml.safe_load((PROJECT_ROOT / "conf" / env / "parameters_upscale.yml").read_text())[
-        "upscale"]["max_pixels"]
+    limit = conf_parameters(env)["upscale"]["max_pixels"]
     Image.new("RGB", (2000, 2000)).save(tmp_path / "lr.png")
     Image.new("RGB", (4000, 4000)).save(tmp_path / "huge.png")  # 16 MP: 256 MP out
     outputs, report = run(tmp_path, max_pixels=limit)

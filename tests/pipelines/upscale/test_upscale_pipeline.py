@@ -29,7 +29,7 @@ def test_every_input_is_upscaled_or_reported_through_kedro_run(tiny_quickstart, 
     # A project of its own holding the quickstart's trained generators: this run's outputs
     # and MLflow run stay apart from the tests that read the quickstart project. Its folder
     # and the input folder have a space, a comma and non-ASCII letters; --params splits at
-    # commas, so the input folder comes in a --config file, as README says.
+    # commas, so the input folder comes in a --config file, as docs/configuration.md says.
     workdir = kedro_project(tmp_path / "projet été, v2", monkeypatch)
     shutil.copytree(tiny_quickstart[0] / "data" / "06_models", workdir / "data" / "06_models")
     out = workdir / "data" / "07_model_output" / "upscaled"
@@ -75,9 +75,9 @@ def test_every_input_is_upscaled_or_reported_through_kedro_run(tiny_quickstart, 
 
 
 def test_runtime_openvino_through_kedro_run_is_offline(tiny_quickstart, tmp_path, monkeypatch):
-    """The README's command with runtime=openvino: outputs and report as with torch, and
-    OpenVINO's usage telemetry stays off (no CI variables, no opt-out file in HOME: offline
-    by construction, every network attempt recorded)."""
+    """docs/serving.md's upscale command with runtime=openvino: outputs and report as with torch,
+    and OpenVINO's usage telemetry stays off (no CI variables, no opt-out file in HOME: offline by
+    construction, every network attempt recorded)."""
     optional_extra("openvino", "openvino")
     workdir = kedro_project(tmp_path / "project", monkeypatch)
     shutil.copytree(tiny_quickstart[0] / "data" / "06_models", workdir / "data" / "06_models")
