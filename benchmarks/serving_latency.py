@@ -3,10 +3,11 @@
 Both with the same default generator (64 channels, 16 blocks, x4; random weights: the figure is
 about time, and time does not depend on the weights), in a scratch project under a temp folder:
 
-  * rest     the README's server (`mlflow models serve -m models:/...@champion --env-manager
+  * rest     docs/serving.md's server (`mlflow models serve -m models:/...@champion --env-manager
              local`) on 127.0.0.1; its start-up is timed separately, then one cold request
              (the first: lazy initialisation) and --repeats warm ones, measured by a client
-             that sends the base64 PNG as JSON and decodes the PNG answer, as README's client.
+             that sends the base64 PNG as JSON and decodes the PNG answer, as docs/serving.md's
+             client does.
   * kedro    `kedro run --env=quickstart --pipelines=upscale` on a folder with the one image:
              the wall time of the whole command a user types (start-up included), --repeats.
   * inference  `upscale_image` on the same image in this process (median of --repeats): what

@@ -110,6 +110,8 @@ def with_settings(block: dict, changes: dict[str, object]) -> dict:
             target = target[key]
         target[last] = value
     return block
+
+
 # MLflow reads DO_NOT_TRACK only as "true"; kedro-telemetry is also refused by .telemetry.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
              "KEDRO_DISABLE_TELEMETRY": "1"}

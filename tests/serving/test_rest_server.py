@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shlex
 import sys
 import time
 import urllib.error
@@ -18,6 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 from conftest import (
+    documentation,
     free_port,
     offline_env,
     scored_checkpoint,
@@ -30,9 +32,25 @@ from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpo
 from srgan_pipeline.inference import upscale_image
 
 MODEL_URI = "models:/srgan_pipeline_generator@champion"
-# what the documented command sets besides MLFLOW_TRACKING_URI: MLflow's CLI and servers
-# otherwise fetch their telemetry configuration from config.mlflow-telemetry.io
-DOCUMENTED_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def documented_serve_command() -> tuple[dict[str, str], list[str]]:
+    """docs/serving.md's `mlflow models serve` line: the variables it sets and its arguments."""
+    text = documentation("serving.md").replace("\\\n", " ")
+    line, = [line for line in text.splitlines() if " mlflow models serve " in line]
+    words = shlex.split(line)
+    start = words.index("mlflow")
+    variables = dict(word.split("=", 1) for word in words[:start])
+    return variables, words[start + 1:]
+
+
+def test_the_documented_command_turns_mlflow_telemetry_off():
+    """MLflow's CLI and servers otherwise fetch their telemetry configuration from
+    config.mlflow-telemetry.io; the server below runs with only these variables."""
+    variables, arguments = documented_serve_command()
+    assert variables["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert variables["MLFLOW_TRACKING_URI"] == "sqlite:///mlflow.db"
+    assert arguments[:4] == ["models", "serve", "-m", MODEL_URI]
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +58,15 @@ def rest_server(served_quickstart, tmp_path_factory):
     workdir, _, _ = served_quickstart
     port = free_port()
     log = tmp_path_factory.mktemp("rest_server") / "server.log"
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI,
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    # As a user's shell runs it: none of the test's telemetry switches, only the variables the
-    # documented command sets, and every non-loopback connection refused and recorded.
+    variables, arguments = documented_serve_command()
+    arguments[arguments.index("--port") + 1] = str(port)
+    command = [sys.executable, "-m", "mlflow", *arguments]
+    # As a user's shell runs it in the project folder: none of the test's telemetry switches,
+    # only the variables the documented command sets, and every non-loopback connection
+    # refused and recorded.
     guard, network_log = offline_env(log.parent / "offline")
     proc = start_server(command, workdir, log, f"http://127.0.0.1:{port}/ping", quiet=False,
-                        env={**DOCUMENTED_ENV,
-                             "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-                             **guard})
+                        env={**variables, **guard})
     try:
         yield f"http://127.0.0.1:{port}", workdir
     finally:

@@ -1,6 +1,7 @@
 """The training store (``srgan_pipeline.training_store``) as a Kedro dataset.
 
-Not versioned: a store of DIV2K + Flickr2K takes tens of GB (README: Measured), and keeping one
+Not versioned: a store of DIV2K + Flickr2K takes tens of GB (benchmarks/results/,
+the data_prep and store note), and keeping one
 per data_prep run would fill a disk; it is derived data, rewritten atomically by each run (a
 temporary folder renamed into place), and the versioned ``data_prep_report`` records what went
 into it.

@@ -64,7 +64,8 @@ def inference_model(
             model.to(memory_format=torch.channels_last)
         # bf16 after folding, so the folded weights are rounded once. The tile's output is
         # cast back to float32 before quantising: bf16 keeps 8 significant bits, about one
-        # grey level near white, far below an SR model's error (README: bf16 vs fp32).
+        # grey level near white, far below an SR model's error (bf16 vs fp32:
+        # benchmarks/results/, the upscale and serving note).
         model.to(dtype=DTYPES[precision])
     finally:
         torch.set_num_threads(threads)

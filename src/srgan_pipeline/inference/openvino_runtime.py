@@ -1,7 +1,8 @@
 """A generator compiled by OpenVINO for the CPU: the optional ``runtime: openvino``.
 
 On CPUs with AMX, OpenVINO's bf16 convolutions run the default generator well above PyTorch's
-eager bf16 (README "Measured", benchmarks/upscale.py --openvino). OpenVINO is an optional
+eager bf16 (benchmarks/results/, the upscale
+and serving note; benchmarks/upscale.py --openvino). OpenVINO is an optional
 extra (``pip install -e ".[openvino]"``); PyTorch stays the default runtime and the fallback.
 
 :class:`OpenVINOModel` is what an :class:`~.upscaler.Upscaler` of ``runtime`` openvino runs in
@@ -36,7 +37,7 @@ def import_openvino(param: str = "runtime") -> ModuleType:
     consent) and writes ~/intel/. The converter falls back to its own no-op stub when
     ``openvino_telemetry`` cannot be imported, so that import is made to fail while openvino
     loads: the project keeps its promise that only the download nodes use the network
-    (README "Telemetry"), without touching the user's opt-in file.
+    (docs/tracking.md, "Telemetry"), without touching the user's opt-in file.
     """
     if sys.modules.get("openvino") is not None:
         return sys.modules["openvino"]

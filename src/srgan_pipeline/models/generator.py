@@ -103,7 +103,8 @@ class Generator(nn.Module):
         num_blocks: number of residual blocks B (paper: 16).
         input_skip: off by default (the paper's network). On: the output is a bicubic
             upsampling of the input plus what the network adds, without the final tanh
-            (an explicit option for short CPU runs, measured in README).
+            (an explicit option for short CPU runs, measured in
+            benchmarks/results/, the convergence notes).
         residual_init_scale: None keeps PyTorch's default init. A float (BasicSR uses 0.1)
             re-initialises the residual-block convs Kaiming-normal times this factor, as
             BasicSR does, so each block starts close to the identity. Because every such

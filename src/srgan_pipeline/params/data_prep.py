@@ -38,7 +38,7 @@ class TilesParams(Params):
 
 
 class SourceParams(Params):
-    """One source; its kind follows from the location it names (sources.py, README)."""
+    """One source; its kind follows from the location it names (sources.py, docs/data.md)."""
 
     kind: Literal[SOURCE_KINDS] | None = None
     enabled: bool = True

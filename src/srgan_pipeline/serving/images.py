@@ -15,9 +15,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 
 # LR pixels of one request: few enough that the default generator upscales them on one busy
-# CPU core well inside the scoring server's 60 s request timeout (seconds per LR pixel: README's
-# Measured table, benchmarks/upscale.py). Larger images belong to `kedro run
-# --pipelines=upscale`, which has no timeout.
+# CPU core well inside the scoring server's 60 s request timeout (seconds per LR pixel:
+# benchmarks/results/, the upscale and serving note; benchmarks/upscale.py). Larger images
+# belong to `kedro run --pipelines=upscale`, which has no timeout.
 DEFAULT_MAX_PIXELS = 512 * 512
 # Requests upscaled at once by one server process: one computes while the next is read and
 # decoded; more would only wait for the cores (and hold their images in memory meanwhile).

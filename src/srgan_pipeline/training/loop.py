@@ -219,7 +219,7 @@ def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
         logger.warning("amp_bf16 is used on CUDA and CPU only; training in float32 on %s", device)
     elif bf16:
         # On CPU bf16 pays off only where oneDNN has bf16 matrix units (AMX, AVX512-BF16);
-        # README's measured table and benchmarks/train_step.py give the figures.
+        # the train-step note in benchmarks/results/ and benchmarks/train_step.py give the figures.
         if device.type == "cpu" and not cpu_has_fast_bf16():
             logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: bf16 may be slower than "
                            "float32 here")

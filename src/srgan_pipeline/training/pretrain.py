@@ -96,9 +96,9 @@ def _ema_of(generator: Generator, decay: float | None) -> AveragedModel | None:
 
     Only parameters are averaged. Averaging BatchNorm's running statistics as well
     (use_buffers=True) pairs averaged weights with statistics of other weights, which scored
-    far below the raw weights (README, "Convergence on a CPU budget"). Instead each snapshot
-    recomputes them for the averaged weights from the last ``_BN_BATCHES`` training inputs
-    (swa_utils.update_bn, as SWA does).
+    far below the raw weights (docs/training.md, "Convergence on a CPU budget"). Instead each
+    snapshot recomputes them for the averaged weights from the last ``_BN_BATCHES`` training
+    inputs (swa_utils.update_bn, as SWA does).
     """
     if decay is None:
         return None
