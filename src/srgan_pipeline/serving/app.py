@@ -103,8 +103,9 @@ def create_app(tracking_uri: str, model_name: str, *, max_pixels: int = DEFAULT_
                 headers = {"X-Model-Version": str(version), "X-Scale": str(upscaler.scale)}
                 if method == "bicubic":
                     return _png(bicubic(image, upscaler.scale), headers)
-                with inference_lock:
-                    return _png(upscaler.upscale_image(image), headers)
+                with inference_lock:  # the forward only: encoding must not hold it
+                    result = upscaler.upscale_image(image)
+                return _png(result, headers)
 
             return await run_in_threadpool(run)
         finally:
