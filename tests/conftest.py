@@ -599,14 +599,14 @@ def pytest_collection_modifyitems(config, items):
 REGISTERED_MODEL = "srgan_pipeline_generator"
 
 
-def scored_checkpoint(workdir: Path, kind: str) -> dict:
-    """The train_gan checkpoint that evaluation read for ``kind`` (srresnet / srgan): the one
+def scored_checkpoint(workdir: Path, model: str) -> dict:
+    """The train_gan checkpoint that evaluation read for ``model`` (srresnet / srgan): the one
     version of its dataset in a project where train_gan ran once."""
     import torch
 
-    from srgan_pipeline.checkpoints import GENERATOR_DATASETS
+    from srgan_pipeline.names import GENERATOR_DATASETS
 
-    path, = checkpoint_versions(workdir, GENERATOR_DATASETS[kind])
+    path, = checkpoint_versions(workdir, GENERATOR_DATASETS[model])
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -620,7 +620,7 @@ def registry_client(workdir: Path):
 @pytest.fixture(scope="session")
 def served_quickstart(tiny_quickstart, tmp_path_factory) -> tuple[Path, int, str]:
     """A copy of the tiny quickstart whose @champion a user set by hand: (folder, version,
-    model kind). A few training steps score below bicubic, so evaluation sets no champion
+    model). A few training steps score below bicubic, so evaluation sets no champion
     (tests/serving/test_registry.py); what docs/serving.md serves is `models:/...@champion`, so the
     serving tests promote the best version as `MlflowClient.set_registered_model_alias` does."""
     workdir = copy_project(tiny_quickstart[0], tmp_path_factory.mktemp("served") / "project")
