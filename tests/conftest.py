@@ -124,6 +124,16 @@ TESTING_ENV = ("PYTEST_CURRENT_TEST", "PYTEST_VERSION", "CI", "GITHUB_ACTIONS", 
                "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID")
 
 
+def child_env(quiet: bool = True, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A child process's environment: this one plus QUIET_ENV (``quiet``), or this one without
+    QUIET_ENV and TESTING_ENV (``quiet=False``: as a user's shell, so a test can check that the
+    project itself keeps telemetry off); ``env`` entries are added last."""
+    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
+    child = {k: v for k, v in os.environ.items() if k not in hiding}
+    child.update((QUIET_ENV if quiet else {}) | (env or {}))
+    return child
+
+
 def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: bool = True,
           timeout: float = 600) -> subprocess.CompletedProcess:
     """`kedro ARGS` in a new process of this interpreter (the project's own Kedro, never a
@@ -132,10 +142,8 @@ def kedro(workdir: Path, *args: str, env: dict[str, str] | None = None, quiet: b
     ``quiet`` adds QUIET_ENV; ``quiet=False`` removes those variables and TESTING_ENV, so a test
     can check that the project itself keeps telemetry off. ``env`` entries are added last.
     """
-    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
-    child = {k: v for k, v in os.environ.items() if k not in hiding}
-    child.update((QUIET_ENV if quiet else {}) | (env or {}))
-    return subprocess.run([sys.executable, "-m", "kedro", *args], cwd=workdir, env=child,
+    return subprocess.run([sys.executable, "-m", "kedro", *args], cwd=workdir,
+                          env=child_env(quiet, env),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -490,11 +498,8 @@ def start_server(command: list[str], cwd: Path, log: Path, health_url: str,
     (plus, typically, ``offline_env``'s guard)."""
     import urllib.request
 
-    hiding = () if quiet else (*QUIET_ENV, *TESTING_ENV)
-    child = {k: v for k, v in os.environ.items() if k not in hiding}
-    child.update((QUIET_ENV if quiet else {}) | (env or {}))
     with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=child,
+        proc = subprocess.Popen(command, cwd=cwd, env=child_env(quiet, env),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while True:
