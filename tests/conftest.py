@@ -17,6 +17,7 @@ import tarfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -54,11 +55,13 @@ def optional_extra(module: str, extra: str):
     return pytest.importorskip(module, reason=f"the optional {extra} extra is not installed")
 
 
-def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch, *,
+                  tracking_store: bool = True) -> Path:
     """A scratch copy of the project's settings, so a run's data/ and mlflow.db land in workdir.
 
     Kedro makes catalog paths absolute against the project path, so a run must think the
-    scratch folder is the project.
+    scratch folder is the project. ``tracking_store``: with an empty mlflow.db (see
+    `empty_tracking_store`); False for a test of what a first run does without one.
     """
     if not (workdir / "conf").exists():
         shutil.copytree(PROJECT_ROOT / "conf", workdir / "conf",
@@ -67,9 +70,46 @@ def kedro_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         for name in ("pyproject.toml", ".telemetry"):
             shutil.copy(PROJECT_ROOT / name, workdir / name)
         (workdir / "src").mkdir()  # the package is imported from its installed location
+        if tracking_store:
+            empty_tracking_store(workdir)
     monkeypatch.chdir(workdir)  # parameters such as data_prep.raw_dir are relative to it
     bootstrap_project(workdir)
     return workdir
+
+
+_TEMPLATES: dict[str, Path] = {}  # the session's folder for built-once files (tmp_templates)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tmp_templates(tmp_path_factory) -> Path:
+    """Where this pytest process keeps files it builds once and copies (no work until asked)."""
+    _TEMPLATES["folder"] = tmp_path_factory.mktemp("templates")
+    return _TEMPLATES["folder"]
+
+
+def empty_tracking_store(workdir: Path) -> Path:
+    """A project's mlflow.db as a first tracked `kedro run` leaves it before it logs anything:
+    MLflow's tables migrated, the Default experiment's artifacts under workdir/mlruns/0.
+
+    Creating and migrating a sqlite store costs a new process ~3 s, paid once here instead of
+    by every tracked `kedro run` in a fresh project; tiny_quickstart (and the tests of a first
+    run) still create theirs the user's way.
+    """
+    import sqlite3
+
+    template = _TEMPLATES["folder"] / "mlflow.db"
+    if not template.exists():
+        import mlflow
+
+        building = template.with_suffix(".building")
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()
+        building.rename(template)
+    target = workdir / "mlflow.db"
+    shutil.copyfile(template, target)
+    with contextlib.closing(sqlite3.connect(target)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   (str(workdir.resolve() / "mlruns" / "0"),))
+    return target
 
 
 def tiny_training(settings: dict[str, object] | None = None) -> str:
@@ -202,7 +242,7 @@ def data_prep_copy(source: Path, dest: Path) -> Path:
     workdir = copy_project(source, dest)
     shutil.rmtree(workdir / "data" / "06_models")
     shutil.rmtree(workdir / "mlruns", ignore_errors=True)
-    (workdir / "mlflow.db").unlink(missing_ok=True)
+    empty_tracking_store(workdir)  # replaces the source's
     return workdir
 
 
@@ -257,31 +297,40 @@ def tiny_quickstart(tmp_path_factory) -> tuple[Path, str]:
     its folder and the run's stdout. Shared by the tests that only read what it made; a test
     that runs anything in it works on a `copy_project` of it.
 
-    Built once for the whole session, also under pytest-xdist: the first worker to need it
-    builds it under a file lock in the folder all workers share (xdist's documented recipe),
-    the others read the finished one.
-
-    The run is offline by construction and without QUIET_ENV, so it also witnesses that the
-    project itself keeps telemetry off and uses no network (tests/test_telemetry.py reads
-    QUICKSTART_NETWORK_LOG).
+    Built once for the whole session (`built_once`). The run is offline by construction and
+    without QUIET_ENV, so it also witnesses that the project itself keeps telemetry off and uses
+    no network (tests/test_telemetry.py reads QUICKSTART_NETWORK_LOG).
     """
+    def build(workdir: Path) -> str:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            # a user's first run: it creates its own mlflow.db
+            kedro_project(workdir, monkeypatch, tracking_store=False)
+        env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
+        return kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
+
+    workdir, stdout = built_once(tmp_path_factory, "tiny_quickstart", build)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        kedro_project(workdir, monkeypatch)  # bootstraps Kedro in this process
+    return workdir, stdout
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], str]) -> tuple[Path, str]:
+    """``build(folder)`` run once for the whole session, also under pytest-xdist: the first
+    worker to need it builds it under a file lock in the folder all workers share (xdist's
+    documented recipe), the others read the finished one. Returns the folder and the text
+    ``build`` returned (kept beside it, also the sign that the build finished)."""
     from filelock import FileLock
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the one folder above every worker's own
-    workdir, stdout = shared / "tiny_quickstart", shared / "tiny_quickstart.stdout"
-    with FileLock(str(shared / "tiny_quickstart.lock")):
-        if not stdout.exists():
-            shutil.rmtree(workdir, ignore_errors=True)  # a build cut short by a crash
-            workdir.mkdir()
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            kedro_project(workdir, monkeypatch)  # also bootstraps Kedro in this process
-        if not stdout.exists():
-            env, _ = offline_env(workdir / QUICKSTART_NETWORK_LOG.parent)
-            output = kedro_run(workdir, f"--params={TINY_TRAINING}", env=env, quiet=False)
-            stdout.write_text(output)
-    return workdir, stdout.read_text()
+    folder, finished = shared / name, shared / f"{name}.finished"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not finished.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build cut short by a crash
+            folder.mkdir()
+            finished.write_text(build(folder))
+    return folder, finished.read_text()
 
 
 QUICKSTART_NETWORK_LOG = Path(".offline") / "network.log"  # in tiny_quickstart's folder

@@ -264,7 +264,7 @@ def test_mlflow_setup_of_a_fresh_project_waits_for_another_run(tmp_path, monkeyp
     The test holds the lock a starting run holds: a run waits on it (seen from the line it
     logs when it finds the lock taken, not from timing) without touching mlflow.db, then sets
     it up."""
-    workdir = kedro_project(tmp_path / "project", monkeypatch)
+    workdir = kedro_project(tmp_path / "project", monkeypatch, tracking_store=False)
     lock, log = workdir / "mlflow.db.lock", tmp_path / "run.log"
     with FileLock(lock, timeout=0):
         child = subprocess.Popen(

@@ -2,8 +2,8 @@
 checkpoint (a real tmpfs, a real ENOSPC) is a clear error that loses nothing and resumes once
 space is freed, and output folders that cannot be written are refused before training starts.
 
-(Apart from test_signals.py, whose module fixtures these tests share by copy, so that the two
-files run on two pytest-xdist workers.)
+(Apart from test_signals.py, whose module fixtures these tests share, so that the two files run
+on two pytest-xdist workers.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from conftest import copy_project, latest_checkpoint, remount, tmpfs
 from test_resumed_training import assert_same_weights, kedro, succeeded
 from test_signals import PHASE_ONE, in_progress, kedro_job, prepared, settings, uninterrupted
 
-__all__ = ["prepared", "uninterrupted"]  # module fixtures, built again for this file
+__all__ = ["prepared", "uninterrupted"]  # module fixtures (prepared: copied again for this file)
 
 
 def test_a_full_disk_at_a_checkpoint_is_a_clear_error_and_resumes_once_space_is_freed(

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import checkpoint_versions, copy_project, data_prep_copy, latest_checkpoint
-from test_resumed_training import TINY, assert_same_weights, kedro, mlflow_runs, succeeded
+from test_resumed_training import (
+    TINY,
+    assert_same_weights,
+    kedro,
+    mlflow_runs,
+    succeeded,
+    uninterrupted_run,
+)
 
 from srgan_pipeline.training_store import TrainingStore
 
@@ -29,10 +36,9 @@ def prepared(tiny_quickstart, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory) -> Path:
-    workdir = copy_project(prepared, tmp_path_factory.mktemp("uninterrupted_two"))
-    succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={TWO}"))
-    return workdir
+def uninterrupted(tiny_quickstart, tmp_path_factory) -> Path:
+    """The session's two-process run of the tiny training (uninterrupted_run)."""
+    return uninterrupted_run(tiny_quickstart, tmp_path_factory, 2)
 
 
 def in_progress(workdir: Path, phase: str) -> dict:

@@ -17,8 +17,15 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from conftest import (
+    built_once,
+    copy_project,
+    data_prep_copy,
+    kedro_project,
+    latest_checkpoint,
+    tiny_training,
+)
 from conftest import kedro as run_kedro
-from conftest import kedro_project, latest_checkpoint, tiny_training
 
 FAULTS = Path(__file__).parent / "faults"
 TINY = tiny_training({"pretrain.iterations": 6, "pretrain.log_every": 2,
@@ -43,13 +50,10 @@ def succeeded(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A project after the quickstart's data_prep: the training data every test starts from."""
-    workdir = tmp_path_factory.mktemp("prepared")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        kedro_project(workdir, monkeypatch)
-    succeeded(kedro(workdir, "--pipelines=data_prep"))
-    return workdir
+def prepared(tiny_quickstart, tmp_path_factory) -> Path:
+    """A project after the quickstart's data_prep (the session's quickstart project without its
+    models and MLflow runs): the training data every test starts from."""
+    return data_prep_copy(tiny_quickstart[0], tmp_path_factory.mktemp("prepared"))
 
 
 @pytest.fixture
@@ -67,13 +71,34 @@ def assert_same_weights(a: dict, b: dict) -> None:
             assert not different, f"{part} differs in {different[:5]}"
 
 
+def uninterrupted_run(tiny_quickstart, tmp_path_factory, processes: int = 1) -> Path:
+    """The tiny training end to end in ``processes`` processes, never killed: the weights every
+    resume must reach. Built once for the session (conftest.built_once): this file,
+    test_signals.py, test_disk_full.py and test_distributed_training.py compare with the same
+    two runs, which their tests only read.
+
+    The two-process run also records the ports its processes listen on while rank 0 writes
+    its first checkpoint, in LISTENING (faults/sitecustomize.py; test_signals.py's loopback
+    test): recording reads /proc and changes nothing the run computes.
+    """
+    def build(workdir: Path) -> str:
+        data_prep_copy(tiny_quickstart[0], workdir)
+        params = f"{TINY},train_gan.distributed.nproc_per_node={processes}"
+        if processes == 1:
+            return succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={params}"))
+        return succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={params}",
+                               kill="after:in_progress/pretrain-:1:sockets",
+                               env={"SRGAN_SOCKETS": str(workdir / LISTENING)}))
+
+    return built_once(tmp_path_factory, f"uninterrupted{processes}", build)[0]
+
+
+LISTENING = "listening.txt"  # in the two-process uninterrupted_run's folder
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory) -> Path:
-    """The tiny training run end to end, never killed: the weights every resume must reach."""
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    shutil.copytree(prepared, workdir, dirs_exist_ok=True)
-    succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={TINY}"))
-    return workdir
+def uninterrupted(tiny_quickstart, tmp_path_factory) -> Path:
+    return uninterrupted_run(tiny_quickstart, tmp_path_factory)
 
 
 def mlflow_runs(workdir: Path) -> list:
@@ -134,17 +159,15 @@ def metric_steps(workdir: Path, run, key: str) -> list[int]:
 
 
 def test_a_plain_state_dict_pinned_as_a_checkpoint_is_refused_clearly(uninterrupted, tmp_path):
+    project = copy_project(uninterrupted, tmp_path / "project")  # the session's run, unchanged
     version = "2026-01-01T00.00.00.000Z"
-    target = uninterrupted / "data/06_models/generator_gan.pt" / version / "generator_gan.pt"
+    target = project / "data/06_models/generator_gan.pt" / version / "generator_gan.pt"
     target.parent.mkdir(parents=True)
-    torch.save(latest_checkpoint(uninterrupted, "generator_gan")["generator"], target)
-    try:
-        inputs = tmp_path / "in"
-        shutil.copytree(uninterrupted / "data/05_model_input/eval/skimage_heldout/LR_x4", inputs)
-        done = kedro(uninterrupted, "--pipelines=upscale", f"--params=upscale.input_dir={inputs}",
-                     f"--load-versions=generator_gan:{version}")
-    finally:
-        shutil.rmtree(target.parent)
+    torch.save(latest_checkpoint(project, "generator_gan")["generator"], target)
+    inputs = tmp_path / "in"
+    shutil.copytree(project / "data/05_model_input/eval/skimage_heldout/LR_x4", inputs)
+    done = kedro(project, "--pipelines=upscale", f"--params=upscale.input_dir={inputs}",
+                 f"--load-versions=generator_gan:{version}")
     assert done.returncode != 0
     message = done.stdout + done.stderr
     assert "is a plain state dict" in message and "not a generator checkpoint" in message

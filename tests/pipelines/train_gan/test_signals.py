@@ -22,7 +22,16 @@ import pytest
 import torch
 from conftest import QUIET_ENV, copy_project, data_prep_copy, latest_checkpoint
 from filelock import FileLock
-from test_resumed_training import FAULTS, TINY, assert_same_weights, kedro, mlflow_runs, succeeded
+from test_resumed_training import (
+    FAULTS,
+    LISTENING,
+    TINY,
+    assert_same_weights,
+    kedro,
+    mlflow_runs,
+    succeeded,
+    uninterrupted_run,
+)
 
 PHASE_ONE = "--nodes=pretrain_generator"
 
@@ -38,17 +47,12 @@ def prepared(tiny_quickstart, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory):
-    """The phase-1 weights of an uninterrupted run, per number of processes (run once each)."""
-    done: dict[int, dict] = {}
-
+def uninterrupted(tiny_quickstart, tmp_path_factory):
+    """The phase-1 weights of an uninterrupted run, per number of processes (the session's
+    runs: test_resumed_training.uninterrupted_run)."""
     def weights(processes: int) -> dict:
-        if processes not in done:
-            workdir = copy_project(prepared, tmp_path_factory.mktemp(f"uninterrupted{processes}"))
-            succeeded(kedro(workdir, "--pipelines=train_gan", PHASE_ONE,
-                            f"--params={settings(processes)}"))
-            done[processes] = latest_checkpoint(workdir, "generator_pretrained")
-        return done[processes]
+        workdir = uninterrupted_run(tiny_quickstart, tmp_path_factory, processes)
+        return latest_checkpoint(workdir, "generator_pretrained")
 
     return weights
 
@@ -106,14 +110,11 @@ def test_a_signal_checkpoints_ends_the_run_killed_and_resumes_bit_exact(
     assert second.data.tags["srgan.resumed_from_run"] == first.info.run_id
 
 
-def test_two_processes_on_one_machine_listen_on_loopback_only(prepared, tmp_path):
+def test_two_processes_on_one_machine_listen_on_loopback_only(tiny_quickstart, tmp_path_factory):
     """torch's rendezvous stores (in the `kedro run`) and gloo (in the ranks), recorded by the
-    ranks' process group while rank 0 writes its first checkpoint."""
-    project = copy_project(prepared, tmp_path / "project")
-    log = tmp_path / "listening.txt"
-    done = kedro_job(project, "--pipelines=train_gan", PHASE_ONE, f"--params={settings(2)}",
-                     kill="after:in_progress/pretrain-:1:sockets", env={"SRGAN_SOCKETS": str(log)})
-    assert done.returncode == 0, done.stderr[-3000:]
+    ranks' process group while rank 0 writes its first checkpoint (in the session's
+    two-process run)."""
+    log = uninterrupted_run(tiny_quickstart, tmp_path_factory, 2) / LISTENING
     addresses = [listening_address(line.split()[1]) for line in log.read_text().splitlines()]
     assert len(addresses) >= 2, addresses  # the launcher's stores at least
     assert all(address.is_loopback for address in addresses), addresses
