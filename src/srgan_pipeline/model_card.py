@@ -1,0 +1,82 @@
+"""The model card of a trained generator: what it is, what it was trained on, under which terms.
+
+The MLflow model (``serving.model.log_generator_model``) and every export (``exports``) carry the
+same card, so a file found on its own still says what it is. The code is Apache-2.0 (LICENSE);
+trained weights are a product of their training images, and their terms follow the data's:
+DIV2K and Flickr2K are published for academic research only, so weights trained on them are
+too. The card says so; it is no legal advice, and a user's own data brings its own terms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from srgan_pipeline import __version__
+
+__all__ = ["CODE_LICENSE", "DEGRADATION", "model_card", "training_data"]
+
+CODE_LICENSE = "Apache-2.0"
+# How every LR image of data_prep is made from its HR image (imaging.py): MATLAB's imresize.
+DEGRADATION = "bicubic x1/scale (MATLAB imresize, antialiased), no noise, no blur, no JPEG"
+# The published terms of the sources conf/base names; any other source: its owner's terms.
+SOURCE_TERMS = {
+    "div2k": "DIV2K (NTIRE 2017): academic research use only",
+    "flickr2k": "Flickr2K (EDSR authors): academic research use only",
+    "builtin": "scikit-image's sample photographs: each under its own licence "
+               "(skimage/data/README.txt)",
+}
+OTHER_TERMS = "your own images: the terms under which you may use them"
+
+
+def training_data(train_sources: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """The enabled ``data_prep.train_sources`` (validated models or plain dicts), with terms."""
+    entries = []
+    for name, source in (train_sources or {}).items():
+        enabled = source.get("enabled", True) if isinstance(source, Mapping) \
+            else getattr(source, "enabled", True)
+        builtin = source.get("builtin") if isinstance(source, Mapping) \
+            else getattr(source, "builtin", None)
+        if enabled:
+            terms = SOURCE_TERMS["builtin"] if builtin else SOURCE_TERMS.get(name, OTHER_TERMS)
+            entries.append({"source": name, "terms": terms})
+    return entries
+
+
+def model_card(checkpoint: Mapping[str, Any], model: str,
+               training: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The card of a generator checkpoint (``generator_config``, ``phase``, ``step``).
+
+    ``training``: :func:`training_data` of the run's settings, or None where they are not known
+    (the card then says so rather than guess).
+    """
+    config = dict(checkpoint["generator_config"])
+    if training:
+        terms = "; ".join(entry["terms"] for entry in training)
+        licence = (f"the weights follow their training data's terms ({terms}), not the code's "
+                   f"{CODE_LICENSE}")
+    else:
+        licence = ("the weights follow their training data's terms (not recorded here), not the "
+                   f"code's {CODE_LICENSE}")
+    return {
+        "name": f"srgan_pipeline {model}",
+        "architecture": (f"SRResNet (Ledig et al. 2017), {config.get('num_blocks')} residual "
+                         f"blocks of {config.get('channels')} channels"
+                         + (", bicubic input skip" if config.get("input_skip") else "")),
+        "generator_config": config,
+        "scale": config.get("scale"),
+        "input": "RGB, float32 in [0, 1], NCHW",
+        "output": "RGB, float32 in [0, 1], NCHW, scale x the input's height and width",
+        "phase": checkpoint.get("phase"),
+        "steps": checkpoint.get("step"),
+        "training_data": training if training else "not recorded",
+        "degradation": DEGRADATION,
+        "weights_licence": licence,
+        "code_licence": CODE_LICENSE,
+        "code": f"srgan_pipeline {__version__}",
+    }
+
+
+def card_json(card: Mapping[str, Any]) -> str:
+    return json.dumps(card, indent=2, sort_keys=True)
