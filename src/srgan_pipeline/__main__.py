@@ -1,6 +1,6 @@
-"""``srgan-pipeline`` and ``python -m srgan_pipeline``: ``upscale INPUT OUTPUT`` upscales without
-a Kedro session (:mod:`.cli`); anything else is ``kedro run``'s options, as Kedro's template
-makes them."""
+"""``srgan-pipeline`` and ``python -m srgan_pipeline``: ``upscale INPUT OUTPUT`` upscales
+without a Kedro session (:mod:`.upscale_command`); anything else is ``kedro run``'s options, as
+Kedro's template makes them."""
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +9,7 @@ from typing import Any
 def main(*args, **kwargs) -> Any:
     argv = sys.argv[1:] if not args else list(args[0])
     if argv[:1] == ["upscale"]:
-        from srgan_pipeline.cli import main as upscale
+        from srgan_pipeline.upscale_command import main as upscale
 
         sys.exit(upscale(argv[1:]))
     # imported here: Kedro's CLI takes seconds to import, which `upscale` does not need

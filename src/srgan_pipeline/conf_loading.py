@@ -1,5 +1,6 @@
 """How the project's conf/ is read: by ``kedro run`` (settings.py) and by
-``srgan-pipeline upscale`` (cli.py), which reads it without a Kedro session."""
+``srgan-pipeline upscale`` (upscale_command.py, without a Kedro session; not named cli.py,
+which Kedro would load as the project's CLI plugin)."""
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

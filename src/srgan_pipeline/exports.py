@@ -18,13 +18,15 @@ A check that fails raises :class:`ExportError` naming the format and the differe
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,7 @@ def export_generator(generator: Generator, card: dict[str, Any], *, formats: Seq
             files, diff = WRITERS[fmt](generator, wrapped, card, Path(tmp), name, opset, photo,
                                        reference)
             for file in files:  # each checked already: moved into place atomically
-                os.replace(file, folder / file.name)
+                _publish(file, folder / file.name)
         written[fmt] = {"files": [file.name for file in files], "max_grey_level_diff": diff}
         logger.info("Exported %s: %s (max %d grey level(s) from the project's fp32 upscale)",
                     fmt, ", ".join(written[fmt]["files"]), diff)
@@ -167,12 +169,16 @@ def _onnx(generator, wrapped, card, tmp, name, opset, photo, reference):
 
     path = tmp / f"{name}.onnx"
     height, width = torch.export.Dim("height", min=1), torch.export.Dim("width", min=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the generator's shape check, seen by the tracer
-        torch.onnx.export(wrapped, (torch.rand(1, 3, 32, 32),), str(path), dynamo=True,
-                          opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_shapes={"x": {2: height, 3: width}}, external_data=False,
-                          verbose=False)
+    try:
+        with warnings.catch_warnings(), _console_to(tmp / "torch.onnx.log"):
+            warnings.simplefilter("ignore")  # the generator's shape check, seen by the tracer
+            torch.onnx.export(wrapped, (torch.rand(1, 3, 32, 32),), str(path), dynamo=True,
+                              opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_shapes={"x": {2: height, 3: width}},
+                              external_data=False, verbose=False)
+    except Exception as error:  # the exporter's own errors, of many types
+        raise ExportError(f"onnx: torch's exporter failed ({type(error).__name__}: {error}); "
+                          f"its log: {_tail(tmp / 'torch.onnx.log')}") from error
     model = onnx.load(str(path))
     got = {entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")}
     if got != {opset}:
@@ -195,12 +201,19 @@ def _ncnn(generator, wrapped, card, tmp, name, opset, photo, reference):
     stem = f"{name}-x{generator.scale}"  # Upscayl reads the scale from the name
     work = tmp / "pnnx"
     work.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # two input sizes: pnnx then keeps height and width dynamic; fp16=False keeps the
-        # weights in float32, so the check below is of the weights as trained
-        pnnx.export(wrapped, str(work / "model.pt"), (torch.rand(1, 3, 32, 32),),
-                    (torch.rand(1, 3, 48, 40),), fp16=False)
+    log = tmp / "pnnx.log"
+    try:
+        with warnings.catch_warnings(), _console_to(log):  # pnnx prints every pass
+            warnings.simplefilter("ignore")
+            # two input sizes: pnnx then keeps height and width dynamic; fp16=False keeps the
+            # weights in float32, so the check below is of the weights as trained
+            pnnx.export(wrapped, str(work / "model.pt"), (torch.rand(1, 3, 32, 32),),
+                        (torch.rand(1, 3, 48, 40),), fp16=False)
+    except Exception as error:
+        raise ExportError(f"ncnn: pnnx failed ({type(error).__name__}: {error}); its log: "
+                          f"{_tail(log)}") from error
+    if not (work / "model.ncnn.param").is_file():
+        raise ExportError(f"ncnn: pnnx wrote no NCNN files; its log: {_tail(log)}")
     param, bin_ = tmp / f"{stem}.param", tmp / f"{stem}.bin"
     os.replace(work / "model.ncnn.param", param)
     os.replace(work / "model.ncnn.bin", bin_)
@@ -226,7 +239,42 @@ def _unit_nchw(lr: np.ndarray) -> np.ndarray:
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    _publish(tmp, path)
+
+
+def _publish(file: Path, dest: Path) -> None:
+    """``file`` at ``dest`` in one step, readable as any new file (safetensors writes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(file, 0o666 & ~umask)
+    os.replace(file, dest)
+
+
+@contextlib.contextmanager
+def _console_to(log: Path) -> Iterator[None]:
+    """This process's stdout and stderr (also a C++ library's) into ``log`` for a while."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(log, "wb") as file:
+            os.dup2(file.fileno(), 1)
+            os.dup2(file.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _tail(log: Path, chars: int = 1500) -> str:
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return text[-chars:].strip() or "(empty)"
 
 
 WRITERS: dict[str, Callable[..., tuple[list[Path], int]]] = {

@@ -24,32 +24,24 @@ DEGRADATION = "bicubic x1/scale (MATLAB imresize, antialiased), no noise, no blu
 SOURCE_TERMS = {
     "div2k": "DIV2K (NTIRE 2017): academic research use only",
     "flickr2k": "Flickr2K (EDSR authors): academic research use only",
-    "builtin": "scikit-image's sample photographs: each under its own licence "
-               "(skimage/data/README.txt)",
 }
-OTHER_TERMS = "your own images: the terms under which you may use them"
+OTHER_TERMS = ("source {name!r}: the terms of its images (scikit-image's sample photographs: "
+               "each its own licence, skimage/data/README.txt; your own images: yours)")
 
 
-def training_data(train_sources: Mapping[str, Any] | None) -> list[dict[str, str]]:
-    """The enabled ``data_prep.train_sources`` (validated models or plain dicts), with terms."""
-    entries = []
-    for name, source in (train_sources or {}).items():
-        enabled = source.get("enabled", True) if isinstance(source, Mapping) \
-            else getattr(source, "enabled", True)
-        builtin = source.get("builtin") if isinstance(source, Mapping) \
-            else getattr(source, "builtin", None)
-        if enabled:
-            terms = SOURCE_TERMS["builtin"] if builtin else SOURCE_TERMS.get(name, OTHER_TERMS)
-            entries.append({"source": name, "terms": terms})
-    return entries
+def training_data(tiles_per_source: Mapping[str, int]) -> list[dict[str, Any]]:
+    """The sources a training store holds (``TrainingStore.tiles_per_source``), with terms."""
+    return [{"source": name, "tiles": int(tiles),
+             "terms": SOURCE_TERMS.get(name, OTHER_TERMS.format(name=name))}
+            for name, tiles in sorted(tiles_per_source.items())]
 
 
 def model_card(checkpoint: Mapping[str, Any], model: str,
                training: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The card of a generator checkpoint (``generator_config``, ``phase``, ``step``).
 
-    ``training``: :func:`training_data` of the run's settings, or None where they are not known
-    (the card then says so rather than guess).
+    ``training``: :func:`training_data` of the store train_gan read, or None where it is not
+    known (the card then says so rather than guess).
     """
     config = dict(checkpoint["generator_config"])
     if training:

@@ -13,7 +13,9 @@ from srgan_pipeline.params.rules import Params, generator_choice
 
 def _formats(value: Any) -> Any:
     # kedro run --params splits on commas: several formats are one space-separated value
-    return tuple(value.split()) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return tuple(value.split())
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _file_stem(value: str) -> str:

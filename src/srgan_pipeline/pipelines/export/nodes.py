@@ -11,11 +11,11 @@ import mlflow
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import CheckpointLoader, generator_from_checkpoint
 from srgan_pipeline.exports import check_formats, export_generator, verification_photo
-from srgan_pipeline.model_card import model_card, training_data
+from srgan_pipeline.model_card import model_card
 from srgan_pipeline.model_choice import chosen_checkpoint
 from srgan_pipeline.names import GENERATOR_DATASETS
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.serving.model import slim_checkpoint, weights_digest
+from srgan_pipeline.serving.model import logged_card, slim_checkpoint, weights_digest
 from srgan_pipeline.serving.registry import versions_of_weights
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ ARTIFACT_PATH = "exports"  # the MLflow run's artifact folder of the exported fi
 
 
 def export_model(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
-                 export: dict[str, Any], scale: int, data_prep: dict[str, Any],
-                 serving: dict[str, Any]) -> dict[str, Any]:
+                 export: dict[str, Any], scale: int, serving: dict[str, Any]
+                 ) -> dict[str, Any]:
     """Write ``export.formats`` of ``export.model`` into ``export.output_dir``; the report lists
     each file and its largest difference from the project's own fp32 upscale."""
     settings = validate_params("export", export)
@@ -33,17 +33,25 @@ def export_model(generator_pretrained: CheckpointLoader, generator_gan: Checkpoi
     photo = verification_photo(settings.verify_image, validate_params("scale", scale))
     state = slim_checkpoint(chosen_checkpoint(settings.model, generator_pretrained,
                                               generator_gan)())
-    sources = validate_params("data_prep", data_prep).train_sources
-    card = model_card(state, settings.model, training_data(sources))
+    digest = weights_digest(state)
+    card = model_card(state, settings.model, _training(digest))
     name = settings.name or f"srgan_pipeline-{_short(settings.model)}"
     folder = Path(settings.output_dir)
     written = export_generator(generator_from_checkpoint(state), card, formats=settings.formats,
                                name=name, folder=folder, opset=settings.onnx_opset, photo=photo)
     report = {"model": settings.model, "output_dir": str(folder), "formats": written,
               "model_card": f"{name}.model_card.json", "onnx_opset": settings.onnx_opset}
-    report["mlflow"] = _log_exports(folder, report, weights_digest(state),
+    report["mlflow"] = _log_exports(folder, report, digest,
                                     validate_params("serving", serving).registry.model_name)
     return report
+
+
+def _training(digest: str) -> list[dict[str, Any]] | None:
+    """What these weights were trained on, as train_gan recorded it in their MLflow model's
+    card (None where no model of them was logged in this experiment: the card says so)."""
+    card = logged_card(digest) if tracking.active() else None
+    training = (card or {}).get("training_data")
+    return training if isinstance(training, list) else None
 
 
 def _short(model: str) -> str:

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 export_model,
                 inputs=["generator_pretrained", "generator_gan", "params:export", "params:scale",
-                        "params:data_prep", "params:serving"],
+                        "params:serving"],
                 outputs="export_report",
                 name="export_model",
             ),
