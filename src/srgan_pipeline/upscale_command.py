@@ -79,6 +79,9 @@ def _project(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     settings |= {key: value for key, value in given.items() if value is not None}
     if args.tile is not None:
         settings["tile"] = {"fp32": args.tile, "bf16": args.tile}
+    from srgan_pipeline.params import validate_params  # no torch: bad options answer at once
+
+    validate_params("upscale", {**settings, "input_dir": str(args.input)})
     return settings, loader["catalog"]
 
 
