@@ -14,7 +14,7 @@ def test_the_weights_terms_follow_the_training_data():
     assert "skimage_photos" in card["weights_licence"]
     assert card["code_licence"] == CODE_LICENSE == "Apache-2.0"
     assert card["scale"] == 4 and card["steps"] == 1000 and "bicubic" in card["degradation"]
-    assert card["architecture"].startswith("SRResNet") and "16 residual blocks" in \
+    assert card["architecture"].startswith("SRResNet") and "residual blocks: 16" in \
         card["architecture"]
 
 

@@ -53,8 +53,8 @@ def model_card(checkpoint: Mapping[str, Any], model: str,
                    f"code's {CODE_LICENSE}")
     return {
         "name": f"srgan_pipeline {model}",
-        "architecture": (f"SRResNet (Ledig et al. 2017), {config.get('num_blocks')} residual "
-                         f"blocks of {config.get('channels')} channels"
+        "architecture": (f"SRResNet (Ledig et al. 2017), residual blocks: "
+                         f"{config.get('num_blocks')}, channels: {config.get('channels')}"
                          + (", bicubic input skip" if config.get("input_skip") else "")),
         "generator_config": config,
         "scale": config.get("scale"),
