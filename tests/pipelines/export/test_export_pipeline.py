@@ -1,9 +1,22 @@
 """`kedro run --pipelines=export` after the quickstart, as docs/export.md says to run it."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
-from conftest import REGISTERED_MODEL, copy_project, kedro, optional_extra, registry_client
+from conftest import (
+    REGISTERED_MODEL,
+    child_env,
+    copy_project,
+    documentation,
+    kedro,
+    optional_extra,
+    registry_client,
+    write_image,
+)
+from PIL import Image
 
 from srgan_pipeline.exports import TOLERANCE
 from srgan_pipeline.serving.model import slim_checkpoint, weights_digest
@@ -53,3 +66,14 @@ def test_exports_are_run_artifacts_and_the_registered_version_points_at_them(exp
                 if v.tags.get("weights_sha256") == digest]
     assert versions and all(v.tags["exports"] == uri for v in versions)
     assert report["mlflow"]["registered_versions"] == [int(v.version) for v in versions]
+
+
+def test_the_onnxruntime_script_of_the_docs_runs_as_written(exported):
+    workdir, _ = exported
+    section = documentation("export.md").split("## onnxruntime", 1)[1]
+    script = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    write_image(workdir / "photo.png", (10, 7))
+    done = subprocess.run([sys.executable, "-c", script], cwd=workdir, env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(workdir / "photo_x4.png").size == (40, 28)
