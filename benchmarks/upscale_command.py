@@ -1,10 +1,12 @@
 """Start-up of `srgan-pipeline upscale` (no Kedro session) against the inference itself.
 
 In a scratch project holding the default generator (64 channels, 16 blocks, x4; random weights:
-time does not depend on them), on one LR image of --size px: the wall time of the command a
-user types (--repeats, median), and of `upscale_image` on the same image in this process (what
-the command spends on the model); the difference is the start-up overhead. Also `kedro run
---pipelines=upscale` on the same image for comparison.
+time does not depend on them), on one LR image of --size px: the wall and CPU time (user + sys)
+of the command a user types (--repeats, median), and of `upscale_image` on the same image in
+this process (what the command spends on the model); the difference is the start-up overhead.
+Also `kedro run --pipelines=upscale` on the same image, and `python -c "import torch"` (the
+part of any start-up no code here can avoid), for comparison. CPU time is the steadier figure
+when other processes share the cores.
 
     python benchmarks/upscale_command.py --size 128
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,10 +37,18 @@ ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
        "KEDRO_DISABLE_TELEMETRY": "1"}
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=cwd, env=ENV, check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def main() -> None:
@@ -65,20 +76,24 @@ def main() -> None:
         cli = [timed(command, project) for _ in range(args.repeats)]
         kedro = [timed([sys.executable, "-m", "kedro", "run", "--pipelines=upscale",
                         "--params=upscale.input_dir=in"], project) for _ in range(args.repeats)]
+        torch_import = [timed([sys.executable, "-c", "import torch"], project)
+                        for _ in range(args.repeats)]
         upscaler = plan_inference("auto", "auto", 256).prepare(generator)
         pil = Image.fromarray(image)
         runs = []
         for _ in range(args.repeats):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             upscaler.upscale_image(pil)
-            runs.append(time.perf_counter() - start)
-    inference, median = statistics.median(runs), statistics.median(cli)
+            runs.append((time.perf_counter() - start, time.process_time() - cpu))
+    (wall, cpu), (inf_wall, inf_cpu) = medians(cli), medians(runs)
     print(f"{args.size}x{args.size} LR, precision {upscaler.precision}, {torch.get_num_threads()} "
-          f"threads; medians of {args.repeats}")
-    print(f"srgan-pipeline upscale  {median:.2f} s (runs {', '.join(f'{t:.2f}' for t in cli)})")
-    print(f"kedro run upscale       {statistics.median(kedro):.2f} s")
-    print(f"inference alone         {inference:.2f} s")
-    print(f"start-up overhead       {median - inference:.2f} s (command minus inference)")
+          f"threads; medians of {args.repeats}; seconds wall / CPU")
+    print(f"srgan-pipeline upscale  {wall:.2f} / {cpu:.2f}")
+    print("kedro run upscale       {:.2f} / {:.2f}".format(*medians(kedro)))
+    print("python -c 'import torch' {:.2f} / {:.2f}".format(*medians(torch_import)))
+    print(f"inference alone         {inf_wall:.2f} / {inf_cpu:.2f}")
+    print(f"start-up overhead       {wall - inf_wall:.2f} / {cpu - inf_cpu:.2f} "
+          f"(command minus inference)")
 
 
 if __name__ == "__main__":
