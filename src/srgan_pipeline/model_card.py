@@ -15,7 +15,7 @@ from typing import Any
 
 from srgan_pipeline import __version__
 
-__all__ = ["CODE_LICENSE", "DEGRADATION", "model_card", "training_data"]
+__all__ = ["CODE_LICENSE", "DEGRADATION", "card_json", "model_card", "training_data"]
 
 CODE_LICENSE = "Apache-2.0"
 # How every LR image of data_prep is made from its HR image (imaging.py): MATLAB's imresize.
