@@ -139,3 +139,9 @@ def test_settings_a_format_cannot_carry_are_refused_when_validated(change, messa
 
 def test_formats_from_the_command_line_are_space_separated():
     assert validate_params("export", {**BASE, "formats": "onnx ncnn"}).formats == ("onnx", "ncnn")
+
+
+def test_a_verification_image_that_does_not_read_is_named(tmp_path):
+    (tmp_path / "lr.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"lr\.png"):
+        exports.verification_photo(str(tmp_path / "lr.png"), 4)
