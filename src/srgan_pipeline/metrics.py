@@ -20,13 +20,22 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from srgan_pipeline.imaging import imresize, rgb_to_y
 
 __all__ = ["bicubic_upscale", "psnr_rgb", "psnr_y", "quantize", "score", "ssim_y"]
 
 PEAK = 255.0
+
+
+def structural_similarity(*args, **kwargs) -> float:
+    """scikit-image's SSIM, imported at first use: upscaling needs only :func:`quantize` of this
+    module, and importing skimage.metrics takes about a second (srgan-pipeline upscale's
+    start-up)."""
+    from skimage.metrics import structural_similarity as ssim
+
+    return ssim(*args, **kwargs)
+
 
 # Wang et al. (2004) reference SSIM, as MATLAB's ssim.m / the authors' ssim_index.m. Without
 # these, skimage uses a 7x7 uniform window and the sample covariance, which reads ~0.01-0.03

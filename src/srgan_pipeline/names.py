@@ -68,6 +68,11 @@ MODELS = ("bicubic", *GENERATOR_DATASETS)
 # evaluation's scores (evaluation.score_images), all greater-is-better (serving.registry.metric).
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
 
+# What the export pipeline writes (exports.py, docs/export.md), and the ONNX opsets it offers:
+# chaiNNer's converter offers 14-17; torch's exporter needs CastLike (opset 15) for this graph.
+EXPORT_FORMATS = ("safetensors", "onnx", "ncnn")
+ONNX_OPSETS = (15, 16, 17)
+
 # An MLflow model named by URI, which upscale.model accepts besides a GENERATOR_DATASETS name:
 # models:/<name>@<alias>, models:/<name>/<version>, models:/m-<logged model id>, runs:/<id>/<path>
 MODEL_URI = re.compile(r"models:/[^/@\s]+(@[\w-]+|/\d+)?|runs:/[0-9a-f]{32}/\S+")

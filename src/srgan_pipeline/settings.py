@@ -9,6 +9,10 @@ import os
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# Soft merge: an environment's parameter files hold only what differs from conf/base, merged
+# key by key into it at every depth (lists and values replace; a table keyed by name, such as
+# data_prep.train_sources, gains the environment's entries and keeps conf/base's).
+from srgan_pipeline.conf_loading import CONFIG_LOADER_ARGS  # noqa: E402,F401
 from srgan_pipeline.hooks import (  # noqa: E402
     DataPrepLockHook,
     MlflowSetupLockHook,
@@ -17,15 +21,6 @@ from srgan_pipeline.hooks import (  # noqa: E402
     ValidateParametersHook,
     WritableOutputsHook,
 )
-
-# Soft merge: an environment's parameter files hold only what differs from conf/base, merged
-# key by key into it at every depth (lists and values replace; a table keyed by name, such as
-# data_prep.train_sources, gains the environment's entries and keeps conf/base's).
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    "merge_strategy": {"parameters": "soft"},
-}
 
 # Every parameter block a run reads, then every output folder, is checked before its first node
 # (params.py), then data_prep takes its lock: among tryfirst hooks pluggy calls the later

@@ -1,6 +1,7 @@
 """The parameters of every pipeline: one pydantic model per top-level block of conf/*/parameters*.
 
-Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``)
+Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``,
+``export``)
 is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
 read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
 and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
@@ -39,6 +40,7 @@ from srgan_pipeline.params.data_prep import (
     clashing_source_names,
 )
 from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams
+from srgan_pipeline.params.export import ExportParams
 from srgan_pipeline.params.inference import InferenceParams, TilePerPrecision
 from srgan_pipeline.params.messages import describe_errors, model_in
 from srgan_pipeline.params.rules import STRICT, Scale
@@ -63,6 +65,7 @@ __all__ = [
     "DataPrepParams",
     "DistributedParams",
     "EvaluationParams",
+    "ExportParams",
     "FiguresParams",
     "GeneratorParams",
     "InferenceParams",
@@ -96,6 +99,7 @@ PARAMETER_BLOCKS: dict[str, Any] = {
     "evaluation": EvaluationParams,
     "upscale": UpscaleParams,
     "serving": ServingParams,
+    "export": ExportParams,
 }
 
 

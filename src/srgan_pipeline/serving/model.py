@@ -39,6 +39,7 @@ from PIL import Image
 
 from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
 from srgan_pipeline.inference import DEFAULT_TILE, plan_inference
+from srgan_pipeline.model_card import model_card
 from srgan_pipeline.serving.images import (
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_PIXELS,
@@ -171,17 +172,31 @@ def weights_digest(slim: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def logged_card(digest: str) -> dict[str, Any] | None:
+    """The model card of the model of these weights logged in the active run's experiment."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"tags.weights_sha256 = '{digest}'", output_format="list")
+    if not found:
+        return None
+    return (mlflow.models.get_model_info(found[0].model_uri).metadata or {}).get("model_card")
+
+
 def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in REQUIREMENTS]
 
 
 def log_generator_model(state: dict[str, Any], *, model: str,
-                        max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE
-                        ) -> tuple[str, str]:
+                        max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE,
+                        training: list[dict[str, Any]] | None = None) -> tuple[str, str]:
     """Log the checkpoint's generator as a model of the active run; (model URI, digest).
 
     ``model`` is the generator's name (``srresnet`` or ``srgan``, as in ``evaluation.models``):
-    the logged model is ``<model>_generator``, tagged ``model``.
+    the logged model is ``<model>_generator``, tagged ``model``. Its MLmodel file's metadata
+    holds the model card (:mod:`..model_card`; ``training``: the sources trained on).
 
     A generator already logged in this experiment (same digest: e.g. evaluation scoring the
     checkpoint that train_gan logged) is not logged twice: its URI is returned.
@@ -206,6 +221,7 @@ def log_generator_model(state: dict[str, Any], *, model: str,
             input_example=example_input(),
             pip_requirements=requirements(),
             model_config={"max_pixels": int(max_pixels), "tile": int(tile), "device": "auto"},
+            metadata={"model_card": model_card(slim, model, training)},
             tags={"weights_sha256": digest, "model": model, "phase": str(slim["phase"]),
                   "step": str(slim["step"])},
         )

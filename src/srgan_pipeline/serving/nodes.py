@@ -13,24 +13,29 @@ import mlflow
 from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import CheckpointLoader, generator_checkpoint
 from srgan_pipeline.evaluation import group_pairs
+from srgan_pipeline.model_card import training_data
 from srgan_pipeline.names import GENERATOR_DATASETS
 from srgan_pipeline.params import ServingParams, validate_params
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.registry import register_version, set_champion
+from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)
 
 
 
 def log_generator_models(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
-                         serving: dict[str, Any]) -> None:
-    """Log both phases' generators as MLflow models of this run (see ``serving.log_models``)."""
+                         train_store: TrainingStore, serving: dict[str, Any]) -> None:
+    """Log both phases' generators as MLflow models of this run (see ``serving.log_models``),
+    their model cards naming the sources of ``train_store``, which both phases trained on."""
     settings = validate_params("serving", serving)
     if not settings.log_models or not tracking.active():
         return
+    training = training_data(train_store.tiles_per_source())
     for model in GENERATOR_DATASETS:
         checkpoint = generator_checkpoint(model, generator_pretrained, generator_gan)
-        uri, _ = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
+        uri, _ = log_generator_model(checkpoint(), model=model, training=training,
+                                     **_model_settings(settings))
         logger.info("Logged the %s generator as MLflow model %s", model, uri)
 
 

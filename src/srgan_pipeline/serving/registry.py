@@ -26,16 +26,15 @@ from mlflow.entities.model_registry import ModelVersion
 
 from srgan_pipeline.serving.model import ARTIFACT
 
-__all__ = ["beats_bicubic", "describe_versions", "load_model_checkpoint", "register_version",
-           "set_champion"]
+__all__ = ["beats_bicubic", "describe_versions", "load_model_checkpoint",
+           "register_version", "set_champion", "versions_of_weights"]
 
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
                      tags: dict[str, str]) -> ModelVersion:
     """Register ``model_uri`` under ``name`` (once per weights digest); its tags updated."""
     digest = tags["weights_sha256"]
-    existing = [v for v in client.search_model_versions(f"name = '{name}'")
-                if v.tags.get("weights_sha256") == digest]
+    existing = versions_of_weights(client, name, digest)
     if existing:
         version = existing[0]
         for key, value in tags.items():
@@ -100,6 +99,12 @@ def load_model_checkpoint(model_uri: str) -> dict[str, Any]:
         raise ValueError(f"cannot load the model {model_uri} from the MLflow store "
                          f"{mlflow.get_tracking_uri()}: {reason}. List the registered versions "
                          f"and aliases with `mlflow ui` or the try-it page") from error
+
+
+def versions_of_weights(client: mlflow.MlflowClient, name: str, digest: str) -> list[ModelVersion]:
+    """The registered versions of ``name`` that hold the weights of sha256 ``digest``."""
+    return [v for v in client.search_model_versions(f"name = '{name}'")
+            if v.tags.get("weights_sha256") == digest]
 
 
 def _weights_uri(model_uri: str) -> str:

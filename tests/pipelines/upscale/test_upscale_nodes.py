@@ -154,7 +154,7 @@ def test_runtime_openvino_is_reported_and_close_to_torch(tmp_path, tiny_generato
                                                          precision):
     optional_extra("openvino", "openvino")
     tags = {}
-    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    monkeypatch.setattr(nodes, "_record", tags.update)  # the tags it sets on an MLflow run
     write_image(tmp_path / "a.png", (20, 14), seed=2)
     outputs, report = run(tmp_path, runtime="openvino", precision=precision)
     assert report["runtime"] == tags["upscale.runtime"] == "openvino"
@@ -172,7 +172,7 @@ def test_the_precision_tagged_and_reported_is_the_one_that_ran(tmp_path, tiny_ge
     """bf16 asked of OpenVINO on a CPU where it runs fp32: the tag and the report say fp32;
     the tile is bf16's, the one asked for."""
     tags = {}
-    monkeypatch.setattr(nodes.tracking, "set_tags", tags.update)
+    monkeypatch.setattr(nodes, "_record", tags.update)  # the tags it sets on an MLflow run
     write_image(tmp_path / "a.png", (12, 10), seed=2)
     outputs, report = run(tmp_path, runtime="openvino", precision="bf16",
                           tile={"fp32": 8, "bf16": 16})

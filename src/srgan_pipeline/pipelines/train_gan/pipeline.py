@@ -21,7 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 log_generator_models,
-                inputs=["generator_pretrained", "generator_gan", "params:serving"],
+                inputs=["generator_pretrained", "generator_gan", "train_store", "params:serving"],
                 outputs=None,
                 name="log_generator_models",
             ),

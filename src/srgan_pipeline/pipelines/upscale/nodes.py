@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -10,18 +11,12 @@ from typing import Any
 
 from PIL import Image
 
-from srgan_pipeline import tracking
-from srgan_pipeline.checkpoints import (
-    GENERATOR_DATASETS,
-    CheckpointLoader,
-    generator_checkpoint,
-    generator_from_checkpoint,
-)
+from srgan_pipeline.checkpoints import CheckpointLoader, generator_from_checkpoint
 from srgan_pipeline.imaging import UnreadableImageError, open_image
 from srgan_pipeline.inference import Upscaler, plan_inference
+from srgan_pipeline.model_choice import chosen_checkpoint
 from srgan_pipeline.output_names import distinct_output_names, name_too_long
 from srgan_pipeline.params import validate_params
-from srgan_pipeline.serving.registry import load_model_checkpoint
 from srgan_pipeline.sources import NOT_AN_IMAGE, scan_folder
 
 logger = logging.getLogger(__name__)
@@ -46,10 +41,10 @@ def upscale_folder(
     names, others = scan_folder(folder, "upscale.input_dir")
     plan = plan_inference(settings.device, settings.precision, settings.tile, settings.runtime,
                           block="upscale")  # before any checkpoint is read
-    checkpoint = _checkpoint(settings.model, generator_pretrained, generator_gan)
+    checkpoint = chosen_checkpoint(settings.model, generator_pretrained, generator_gan)
     upscaler = plan.prepare(generator_from_checkpoint(checkpoint()))
-    tracking.set_tags({"upscale.precision": upscaler.precision, "upscale.tile": upscaler.tile,
-                       "upscale.runtime": upscaler.runtime})
+    _record({"upscale.precision": upscaler.precision, "upscale.tile": upscaler.tile,
+             "upscale.runtime": upscaler.runtime})
     outputs, upscaled, skipped = _planned_outputs(upscaler, folder, names, others,
                                                   settings.max_pixels)
     logger.info("Upscaling %d image(s) from %s with %s in %s on %s with %s (%d skipped)",
@@ -60,11 +55,14 @@ def upscale_folder(
                      "upscaled": upscaled, "skipped": skipped}
 
 
-def _checkpoint(model: str, generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader
-                ) -> Callable[[], dict[str, Any]]:
-    if model in GENERATOR_DATASETS:
-        return generator_checkpoint(model, generator_pretrained, generator_gan)
-    return partial(load_model_checkpoint, model)  # an MLflow model URI: the schema allows no other
+def _record(tags: dict[str, Any]) -> None:
+    """Tags on the MLflow run, if one is active. kedro-mlflow imports MLflow to open its run;
+    where nothing imported it (``srgan-pipeline upscale``) no run can be active, and importing
+    it (seconds) would only find that out."""
+    if "mlflow" in sys.modules:
+        from srgan_pipeline import tracking
+
+        tracking.set_tags(tags)
 
 
 def _planned_outputs(upscaler: Upscaler, folder: Path, names: list[str], others: list[str],
