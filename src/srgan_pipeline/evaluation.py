@@ -182,3 +182,34 @@ def comparison_figure(panels: dict[str, np.ndarray], scale: int, crop: int, zoom
         tiles.append(np.asarray(canvas))
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+
+
+def perception_distortion_figure(summary: dict[str, Any]) -> np.ndarray:
+    """Blau and Michaeli's perception-distortion plane, one panel per set: each model a point
+    of Y-PSNR (distortion, higher is better: right) against LPIPS (perception, lower is better:
+    down), from the evaluation summary JSON; an RGB array (a set scored without LPIPS says so)."""
+    # no pyplot: no display and no global state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 * len(summary), 3.4), dpi=100, layout="constrained")
+    for axes, (eval_set, models) in zip(figure.subplots(1, len(summary), squeeze=False)[0],
+                                        summary.items(), strict=True):
+        if not all("lpips" in row for row in models.values()):
+            axes.set_title(eval_set)
+            axes.text(0.5, 0.5, "LPIPS not scored\n(evaluation.lpips: null)", ha="center")
+            axes.axis("off")
+            continue
+        for model, row in models.items():
+            axes.scatter(row["psnr_y"], row["lpips"], s=36)
+            axes.annotate(model, (row["psnr_y"], row["lpips"]), textcoords="offset points",
+                          xytext=(5, 4), fontsize=9)
+        net, _, weights = next(iter(models.values())).get("lpips_weights", "").partition("/")
+        random = "\nRANDOM LPIPS backbone: not LPIPS" if weights == "random" else ""
+        axes.set_title(eval_set + random, fontsize=10)
+        axes.set(xlabel="PSNR-Y (dB), higher is better", ylabel=f"LPIPS-{net}, lower is better")
+        axes.margins(x=0.3, y=0.2)
+        axes.grid(alpha=0.3)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -21,6 +21,7 @@ from srgan_pipeline.evaluation import (
     comparison_figure,
     group_pairs,
     model_functions,
+    perception_distortion_figure,
     score_images,
     scored_metrics,
     summary_markdown,
@@ -132,6 +133,13 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
                    for row in summary[summary.set == s].itertuples()}
                for s in summary.set.unique()}
     return as_json, markdown
+
+
+def plot_perception_distortion(evaluation_summary: dict[str, Any]) -> np.ndarray:
+    """Each model a point of Y-PSNR against LPIPS per set; also logged to MLflow."""
+    figure = perception_distortion_figure(evaluation_summary)
+    tracking.log_image(figure, "perception_distortion.png")
+    return figure
 
 
 def _refuse_other_scales(generators: dict[str, Any], scale: int) -> None:
