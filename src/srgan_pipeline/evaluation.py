@@ -66,8 +66,8 @@ class PerceptualScores:
         scores: dict[str, Any] = {}
         if self.lpips:
             scores["lpips"] = self.lpips(sr, hr)
-        if self.niqe_model:
-            scores["niqe"] = niqe(rgb_to_y(sr), self.niqe_model)
+        if self.niqe_model:  # on whole grey levels, as MATLAB's rgb2ycbcr of a uint8 image
+            scores["niqe"] = niqe(np.floor(rgb_to_y(sr) + 0.5), self.niqe_model)
         return scores | self.sources
 
 
