@@ -28,7 +28,7 @@ from srgan_pipeline.names import LPIPS_NETS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LPIPSMetric", "backbone_path"]
+__all__ = ["LPIPSMetric", "backbone_path", "fetch_backbone"]
 
 
 def _backbone_weights(net: str):
@@ -41,6 +41,32 @@ def backbone_path(net: str) -> str:
     """Where torchvision reads (and downloads) the ImageNet backbone of ``net``."""
     filename = os.path.basename(urlparse(_backbone_weights(net).url).path)
     return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+
+
+def fetch_backbone(net: str) -> str:
+    """The ImageNet backbone's file, downloaded now when absent (and hash-checked, as
+    torchvision does); offline, a RuntimeError names the URL and the path. The hooks call it
+    before a run that evaluates starts, so a missing file stops it before data_prep, not after
+    training."""
+    path = backbone_path(net)
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        url = _backbone_weights(net).url
+        try:  # torchvision's file names end in the first digits of their sha256
+            torch.hub.download_url_to_file(url, path, hash_prefix=url.rsplit("-", 1)[1][:8],
+                                           progress=False)
+        except (OSError, HTTPException) as err:
+            raise RuntimeError(_unavailable(net, err)) from err
+    return path
+
+
+def _unavailable(net: str, err: Exception) -> str:
+    url, path = _backbone_weights(net).url, backbone_path(net)
+    return (f"Could not get the ImageNet {net} backbone of LPIPS: {path} is absent and "
+            f"downloading {url} failed ({err!r}). Place the file {url} at {path} "
+            f"(torch.hub.get_dir(); TORCH_HOME moves it), or set "
+            f"evaluation.lpips.weights=random for offline smoke runs (NOT LPIPS), or "
+            f"evaluation.lpips=null to score without it")
 
 
 class LPIPSMetric:
@@ -78,13 +104,7 @@ class LPIPSMetric:
             try:
                 return lpips.LPIPS(net=net, verbose=False)
             except (OSError, HTTPException) as err:  # URLError, timeouts, SSL errors
-                url, path = _backbone_weights(net).url, backbone_path(net)
-                raise RuntimeError(
-                    f"Could not get the ImageNet {net} backbone of LPIPS: {path} is absent and "
-                    f"downloading {url} failed ({err!r}). Place the file {url} at {path} "
-                    f"(torch.hub.get_dir(); TORCH_HOME moves it), or set "
-                    f"evaluation.lpips.weights=random for offline smoke runs (NOT LPIPS), or "
-                    f"evaluation.lpips=null to score without it") from err
+                raise RuntimeError(_unavailable(net, err)) from err
 
     @torch.inference_mode()
     def __call__(self, sr: np.ndarray, hr: np.ndarray, dtype: torch.dtype = torch.float32
