@@ -81,3 +81,24 @@ def test_perceptual_columns_say_their_direction_and_a_random_backbone():
     table = summary_markdown(summary_table(per_image))
     assert "| LPIPS-alex, RANDOM backbone: not LPIPS (lower is better) |" in table
     assert table.splitlines()[3].endswith("| 0.0000 |")
+
+
+def test_niqe_is_on_grey_levels_and_absent_below_its_block_size(caplog):
+    from scipy.ndimage import gaussian_filter
+    from skimage.data import astronaut
+
+    from srgan_pipeline.evaluation import PerceptualScores
+    from srgan_pipeline.imaging import rgb_to_y
+    from srgan_pipeline.niqe import PristineModel, niqe
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(36, 36))
+    scores = PerceptualScores(niqe_model=PristineModel(rng.uniform(0.1, 3, 36),
+                                                       a @ a.T / 36 + np.eye(36), "fabricated"))
+    hr = astronaut()[:200, 100:300]
+    sr = np.clip(gaussian_filter(hr.astype(float), (1, 1, 0)), 0, 255).astype(np.uint8)
+    row = scores(sr, hr, 4)
+    assert row["niqe"] == niqe(np.floor(rgb_to_y(sr[4:-4, 4:-4]) + 0.5), scores.niqe_model)
+    assert row["niqe_model"] == "fabricated"
+    assert np.isnan(scores(sr[:100], hr[:100], 4)["niqe"])  # 92 px after the crop
+    assert "an image of 92 x 192 has none" in caplog.text

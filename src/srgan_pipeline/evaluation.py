@@ -5,6 +5,8 @@ Plain numpy/PyTorch: the evaluation pipeline's nodes only wire catalog data into
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +19,10 @@ from srgan_pipeline.inference import Upscaler
 from srgan_pipeline.lpips_metric import LPIPSMetric
 from srgan_pipeline.metrics import bicubic_upscale, score
 from srgan_pipeline.names import METRICS, PERCEPTUAL_METRICS
+from srgan_pipeline.niqe import BLOCK as NIQE_BLOCK
 from srgan_pipeline.niqe import PristineModel, niqe
+
+logger = logging.getLogger(__name__)
 
 # lr -> sr, uint8 HxWx3 arrays: bicubic, or a prepared generator's Upscaler.upscale
 SuperResolve = Callable[[np.ndarray], np.ndarray]
@@ -67,8 +72,18 @@ class PerceptualScores:
         if self.lpips:
             scores["lpips"] = self.lpips(sr, hr)
         if self.niqe_model:  # on whole grey levels, as MATLAB's rgb2ycbcr of a uint8 image
-            scores["niqe"] = niqe(np.floor(rgb_to_y(sr) + 0.5), self.niqe_model)
+            scores["niqe"] = (niqe(np.floor(rgb_to_y(sr) + 0.5), self.niqe_model)
+                              if min(sr.shape[:2]) >= NIQE_BLOCK else _no_niqe(sr.shape))
         return scores | self.sources
+
+
+def _no_niqe(shape: tuple[int, ...]) -> float:
+    # NIQE is defined on 96 x 96 blocks: a smaller image has none (NaN: the set's mean is over
+    # the others), said rather than scored on something else
+    logger.warning("NIQE needs %d x %d px after the border crop; an image of %d x %d has none "
+                   "(its set's mean NIQE is over the other images)", NIQE_BLOCK, NIQE_BLOCK,
+                   *shape[:2])
+    return math.nan
 
 
 def score_images(

@@ -148,4 +148,4 @@ def test_offline_without_the_lpips_backbone_the_run_stops_before_reading_a_check
         evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4, params)
     with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/pyiqa/niqe_modelparameters.mat"):
         evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4,
-                        {**params, "lpips": {"net": "alex", "weights": "random"}})
+                        {**params, "lpips": None})

@@ -121,7 +121,8 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
     summary = summary_table(per_image)
     markdown = summary_markdown(summary)
     # The table is the run's answer: printed as is, since log decoration would wrap it.
-    print(f"\nEvaluation (Y channel, border crop = scale, 8-bit outputs):\n{markdown}")
+    print(f"\nEvaluation (PSNR/SSIM/NIQE on the Y channel, LPIPS on RGB, border crop = scale, "
+          f"8-bit outputs):\n{markdown}")
     scored = scored_metrics(summary)
     metrics = {f"{row.set}/{row.model}/{metric}": float(getattr(row, metric))
                for row in summary.itertuples() for metric in scored}
