@@ -63,3 +63,42 @@ def test_the_markdown_table_shows_the_precision_when_recorded():
     table = summary_markdown(summary_table(per_image))
     assert "| set | model | precision | images |" in table
     assert "| s | srgan | bf16 | 1 | 21.00 | 0.5000 | 19.00 | +1.00 |" in table
+
+
+def test_perceptual_columns_say_their_direction_and_a_random_backbone():
+    from srgan_pipeline.evaluation import PerceptualScores, score_images
+    from srgan_pipeline.lpips_metric import LPIPSMetric
+
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    images = {"a": (lambda: hr[::4, ::4], lambda: hr)}
+    functions = {"bicubic": lambda lr: bicubic_upscale(lr, 4), "copy": lambda lr: hr}
+    rows, _ = score_images(images, functions, 4,
+                           perceptual=PerceptualScores(LPIPSMetric("alex", "random")))
+    assert [row["lpips"] == 0.0 for row in rows] == [False, True]  # the copy is the HR image
+    assert {row["lpips_weights"] for row in rows} == {"alex/random"}
+    per_image = pd.DataFrame([{"set": "s", **row} for row in rows])
+    table = summary_markdown(summary_table(per_image))
+    assert "| LPIPS-alex, RANDOM backbone: not LPIPS (lower is better) |" in table
+    assert table.splitlines()[3].endswith("| 0.0000 |")
+
+
+def test_niqe_is_on_grey_levels_and_absent_below_its_block_size(caplog):
+    from scipy.ndimage import gaussian_filter
+    from skimage.data import astronaut
+
+    from srgan_pipeline.evaluation import PerceptualScores
+    from srgan_pipeline.imaging import rgb_to_y
+    from srgan_pipeline.niqe import PristineModel, niqe
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(36, 36))
+    scores = PerceptualScores(niqe_model=PristineModel(rng.uniform(0.1, 3, 36),
+                                                       a @ a.T / 36 + np.eye(36), "fabricated"))
+    hr = astronaut()[:200, 100:300]
+    sr = np.clip(gaussian_filter(hr.astype(float), (1, 1, 0)), 0, 255).astype(np.uint8)
+    row = scores(sr, hr, 4)
+    assert row["niqe"] == niqe(np.floor(rgb_to_y(sr[4:-4, 4:-4]) + 0.5), scores.niqe_model)
+    assert row["niqe_model"] == "fabricated"
+    assert np.isnan(scores(sr[:100], hr[:100], 4)["niqe"])  # 92 px after the crop
+    assert "an image of 92 x 192 has none" in caplog.text

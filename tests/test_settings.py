@@ -41,7 +41,11 @@ def test_the_quickstart_overrides_its_values_and_inherits_the_rest():
     assert train["distributed"] == base["distributed"]
     for block in ("scale", "serving"):
         assert QUICKSTART[block] == BASE[block]
-    assert QUICKSTART["evaluation"] | {"figures": None} == BASE["evaluation"] | {"figures": None}
+    differ = {"figures": None, "lpips": None, "niqe": None}
+    assert QUICKSTART["evaluation"] | differ == BASE["evaluation"] | differ
+    # offline: the explicit random-backbone opt-in, and no NIQE (its model cannot be had)
+    assert QUICKSTART["evaluation"]["lpips"] == {"net": "alex", "weights": "random"}
+    assert QUICKSTART["evaluation"]["niqe"] is None
     assert QUICKSTART["upscale"] | {"input_dir": None} == BASE["upscale"] | {"input_dir": None}
     assert QUICKSTART["data_prep"]["archive_limits"] == BASE["data_prep"]["archive_limits"]
     assert QUICKSTART["data_prep"]["min_size"] == 96
@@ -53,6 +57,7 @@ def test_the_convergence_yardstick_overrides_its_values_and_inherits_the_rest():
     assert CONVERGENCE["train_gan"]["generator"]["residual_init_scale"] is None
     assert pretrain["batch_size"] == 16 and pretrain["patch_size"] == 96  # conf/base's
     assert CONVERGENCE["evaluation"]["models"] == ["bicubic", "srresnet"]
+    assert CONVERGENCE["evaluation"]["lpips"] is CONVERGENCE["evaluation"]["niqe"] is None
     assert CONVERGENCE["serving"]["registry"]["model_name"] is None
     assert CONVERGENCE["serving"]["max_pixels"] == BASE["serving"]["max_pixels"]
 

@@ -99,8 +99,13 @@ def _save_evaluation_outputs(workdir: Path) -> None:
                                                                        np.uint8)})
     catalog.save("evaluation_per_image", pd.DataFrame(
         {"set": ["set5"] * 3, "image": ["baby"] * 3, "model": ["bicubic", "srresnet", "srgan"],
-         "psnr_y": [31.8, 34.1, 32.9]}))
+         "psnr_y": [31.8, 34.1, 32.9], "lpips": [0.31, 0.22, 0.12]}))
     catalog.save("evaluation_summary", {"set5": {"srgan": {"psnr_y": 32.9, "images": 1}}})
+    from srgan_pipeline.evaluation import perception_distortion_figure
+
+    catalog.save("evaluation_perception_distortion", perception_distortion_figure(
+        {"set5": {"bicubic": {"psnr_y": 31.8, "lpips": 0.31, "lpips_weights": "alex/imagenet"},
+                  "srgan": {"psnr_y": 32.9, "lpips": 0.12, "lpips_weights": "alex/imagenet"}}}))
 
 
 def _check_graph(view: dict, pipeline, layers: dict[str, str], label: str) -> None:
@@ -161,15 +166,17 @@ def test_kedro_viz_build_holds_every_pipeline_node_and_layer(tmp_path, monkeypat
     ids = {n["name"]: n["id"] for n in main["nodes"]}
     details = {name: json.loads((api / "nodes" / ids[name]).read_text())
                for name in ("evaluation_comparisons", "evaluation_sr_samples",
-                            "evaluation_per_image", "evaluation_summary")}
-    for name in ("evaluation_comparisons", "evaluation_sr_samples"):
+                            "evaluation_per_image", "evaluation_summary",
+                            "evaluation_perception_distortion")}
+    for name in ("evaluation_comparisons", "evaluation_sr_samples",
+                 "evaluation_perception_distortion"):
         assert details[name]["preview_type"] == "ImagePreview", (name, _tail(log))
         image = _decode_png(details[name]["preview"])
         assert max(image.size) <= 512, (name, image.size)
     assert _decode_png(details["evaluation_comparisons"]["preview"]).size == (512, 208)
     table = details["evaluation_per_image"]
     assert table["preview_type"] == "TablePreview"
-    assert table["preview"]["columns"] == ["set", "image", "model", "psnr_y"]
+    assert table["preview"]["columns"] == ["set", "image", "model", "psnr_y", "lpips"]
     assert len(table["preview"]["data"]) == 3
     assert details["evaluation_summary"]["preview_type"] == "JSONPreview"
     assert json.loads(details["evaluation_summary"]["preview"])["set5"]["srgan"]["images"] == 1

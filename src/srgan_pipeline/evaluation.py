@@ -5,6 +5,8 @@ Plain numpy/PyTorch: the evaluation pipeline's nodes only wire catalog data into
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,8 +16,13 @@ from PIL import Image, ImageDraw
 
 from srgan_pipeline.imaging import rgb_to_y
 from srgan_pipeline.inference import Upscaler
+from srgan_pipeline.lpips_metric import LPIPSMetric
 from srgan_pipeline.metrics import bicubic_upscale, score
-from srgan_pipeline.names import METRICS
+from srgan_pipeline.names import METRICS, PERCEPTUAL_METRICS
+from srgan_pipeline.niqe import BLOCK as NIQE_BLOCK
+from srgan_pipeline.niqe import PristineModel, niqe
+
+logger = logging.getLogger(__name__)
 
 # lr -> sr, uint8 HxWx3 arrays: bicubic, or a prepared generator's Upscaler.upscale
 SuperResolve = Callable[[np.ndarray], np.ndarray]
@@ -48,11 +55,43 @@ def model_functions(models: Iterable[str], upscalers: dict[str, Upscaler], scale
     return functions, precisions
 
 
+class PerceptualScores:
+    """LPIPS (RGB) and NIQE (Y channel) of an SR output, each when given, on the border crop of
+    PSNR/SSIM; ``sources`` records what each was computed with (e.g. a random LPIPS backbone),
+    as per-image columns (``lpips_weights``, ``niqe_model``) so every table can say so."""
+
+    def __init__(self, lpips: LPIPSMetric | None = None, niqe_model: PristineModel | None = None):
+        self.lpips, self.niqe_model = lpips, niqe_model
+        self.sources = ({"lpips_weights": f"{lpips.net}/{lpips.weights_source}"} if lpips
+                        else {}) | ({"niqe_model": niqe_model.source} if niqe_model else {})
+
+    def __call__(self, sr: np.ndarray, hr: np.ndarray, crop: int) -> dict[str, Any]:
+        if crop:
+            sr, hr = sr[crop:-crop, crop:-crop], hr[crop:-crop, crop:-crop]
+        scores: dict[str, Any] = {}
+        if self.lpips:
+            scores["lpips"] = self.lpips(sr, hr)
+        if self.niqe_model:  # on whole grey levels, as MATLAB's rgb2ycbcr of a uint8 image
+            scores["niqe"] = (niqe(np.floor(rgb_to_y(sr) + 0.5), self.niqe_model)
+                              if min(sr.shape[:2]) >= NIQE_BLOCK else _no_niqe(sr.shape))
+        return scores | self.sources
+
+
+def _no_niqe(shape: tuple[int, ...]) -> float:
+    # NIQE is defined on 96 x 96 blocks: a smaller image has none (NaN: the set's mean is over
+    # the others), said rather than scored on something else
+    logger.warning("NIQE needs %d x %d px after the border crop; an image of %d x %d has none "
+                   "(its set's mean NIQE is over the other images)", NIQE_BLOCK, NIQE_BLOCK,
+                   *shape[:2])
+    return math.nan
+
+
 def score_images(
     images: dict[str, tuple[Callable, Callable]], functions: dict[str, SuperResolve], crop: int,
-    keep: Iterable[str] = (),
+    keep: Iterable[str] = (), perceptual: PerceptualScores | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
-    """Per-image metrics of every model, and the outputs of the images named in ``keep``."""
+    """Per-image metrics of every model (``perceptual``'s too, when given), and the outputs of
+    the images named in ``keep``."""
     rows, kept = [], {}
     keep = set(keep)
     for name, (load_lr, load_hr) in images.items():
@@ -61,19 +100,29 @@ def score_images(
         for model, super_resolve in functions.items():
             sr = super_resolve(lr)
             rows.append({"image": name, "model": model, "height": hr.shape[0],
-                         "width": hr.shape[1], **score(sr, hr, crop)})
+                         "width": hr.shape[1], **score(sr, hr, crop),
+                         **(perceptual(sr, hr, crop) if perceptual else {})})
             outputs[model] = sr
         if name in keep:
             kept[name] = {"LR": lr, **outputs, "HR": hr}
     return rows, kept
 
 
+def scored_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics a per-image or summary table holds: PSNR/SSIM, then LPIPS/NIQE if scored."""
+    return [*METRICS, *(m for m in PERCEPTUAL_METRICS if m in table)]
+
+
 def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
     """Mean of each metric per set and model (and the precision it ran in, when recorded),
-    with the gain over bicubic where scored."""
+    with the gain over bicubic where scored, and what LPIPS/NIQE were computed with."""
     keys = ["set", "model", *(["precision"] if "precision" in per_image else [])]
-    summary = per_image.groupby(keys, sort=False)[list(METRICS)].mean().reset_index()
-    summary["images"] = per_image.groupby(keys, sort=False).size().values
+    groups = per_image.groupby(keys, sort=False)
+    summary = groups[scored_metrics(per_image)].mean().reset_index()
+    summary["images"] = groups.size().values
+    for source in ("lpips_weights", "niqe_model"):
+        if source in per_image:
+            summary[source] = groups[source].first().values
     bicubic = summary[summary.model == "bicubic"].set_index("set")["psnr_y"]
     summary["psnr_y_vs_bicubic"] = summary.apply(
         lambda row: row.psnr_y - bicubic[row.set] if row.set in bicubic else np.nan, axis=1)
@@ -81,17 +130,31 @@ def summary_table(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
+    """The table printed and saved: PSNR/SSIM (higher is better), then LPIPS and NIQE (lower
+    is better, as their headers say; a random LPIPS backbone is named in the header)."""
     with_precision = "precision" in summary
+    perceptual = [m for m in PERCEPTUAL_METRICS if m in summary]
     lines = ["| set | model | " + ("precision | " if with_precision else "")
-             + "images | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | vs bicubic (dB) |",
+             + "images | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | vs bicubic (dB) |"
+             + "".join(f" {_perceptual_header(summary, m)} |" for m in perceptual),
              "| --- | --- | " + ("--- | " if with_precision else "")
-             + "---: | ---: | ---: | ---: | ---: |"]
+             + "---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(perceptual)]
     for row in summary.itertuples():
         gain = "" if np.isnan(row.psnr_y_vs_bicubic) else f"{row.psnr_y_vs_bicubic:+.2f}"
         precision = f"{row.precision} | " if with_precision else ""
         lines.append(f"| {row.set} | {row.model} | {precision}{row.images} | {row.psnr_y:.2f} | "
-                     f"{row.ssim_y:.4f} | {row.psnr_rgb:.2f} | {gain} |")
+                     f"{row.ssim_y:.4f} | {row.psnr_rgb:.2f} | {gain} |"
+                     + "".join(f" {getattr(row, m):.4f} |" for m in perceptual))
     return "\n".join(lines) + "\n"
+
+
+def _perceptual_header(summary: pd.DataFrame, metric: str) -> str:
+    if metric == "niqe":
+        return "NIQE (lower is better)"
+    net, _, weights = summary["lpips_weights"].iloc[0].partition("/")
+    if weights == "random":
+        return f"LPIPS-{net}, RANDOM backbone: not LPIPS (lower is better)"
+    return f"LPIPS-{net} (lower is better)"
 
 
 def detail_window(hr: np.ndarray, size: int) -> tuple[int, int]:
@@ -134,3 +197,34 @@ def comparison_figure(panels: dict[str, np.ndarray], scale: int, crop: int, zoom
         tiles.append(np.asarray(canvas))
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+
+
+def perception_distortion_figure(summary: dict[str, Any]) -> np.ndarray:
+    """Blau and Michaeli's perception-distortion plane, one panel per set: each model a point
+    of Y-PSNR (distortion, higher is better: right) against LPIPS (perception, lower is better:
+    down), from the evaluation summary JSON; an RGB array (a set scored without LPIPS says so)."""
+    # no pyplot: no display and no global state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 * len(summary), 3.4), dpi=100, layout="constrained")
+    for axes, (eval_set, models) in zip(figure.subplots(1, len(summary), squeeze=False)[0],
+                                        summary.items(), strict=True):
+        if not all("lpips" in row for row in models.values()):
+            axes.set_title(eval_set)
+            axes.text(0.5, 0.5, "LPIPS not scored\n(evaluation.lpips: null)", ha="center")
+            axes.axis("off")
+            continue
+        for model, row in models.items():
+            axes.scatter(row["psnr_y"], row["lpips"], s=36)
+            axes.annotate(model, (row["psnr_y"], row["lpips"]), textcoords="offset points",
+                          xytext=(5, 4), fontsize=9)
+        net, _, weights = next(iter(models.values())).get("lpips_weights", "").partition("/")
+        random = "\nRANDOM LPIPS backbone: not LPIPS" if weights == "random" else ""
+        axes.set_title(eval_set + random, fontsize=10)
+        axes.set(xlabel="PSNR-Y (dB), higher is better", ylabel=f"LPIPS-{net}, lower is better")
+        axes.margins(x=0.3, y=0.2)
+        axes.grid(alpha=0.3)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

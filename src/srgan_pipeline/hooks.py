@@ -68,6 +68,21 @@ class ValidateParametersHook:
         if errors:
             raise ParameterError("Invalid parameters (nothing was run):\n" + "\n".join(errors))
         logger.info("Parameters valid: %s", ", ".join(blocks))
+        if "evaluation_per_image" in pipeline.all_outputs() and "evaluation" in validated:
+            _fetch_perceptual_weights(validated["evaluation"])
+
+
+def _fetch_perceptual_weights(evaluation: Any) -> None:
+    """LPIPS's backbone and NIQE's model read or downloaded before the first node: offline, a
+    full run stops here, naming the URL and the path, rather than after hours of training."""
+    if evaluation.lpips and evaluation.lpips.weights == "imagenet":
+        from srgan_pipeline.lpips_metric import fetch_backbone  # torch: only when needed
+
+        fetch_backbone(evaluation.lpips.net)
+    if evaluation.niqe:
+        from srgan_pipeline.niqe import load_pristine_model
+
+        load_pristine_model(evaluation.niqe.params)
 
 
 def _upscale_folders_overlap(upscale: dict[str, Any], output_dataset: Any) -> list[str]:

@@ -65,8 +65,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 GENERATOR_DATASETS = {"srresnet": "generator_pretrained", "srgan": "generator_gan"}
 # What evaluation scores: bicubic interpolation, the baseline, and each trained generator.
 MODELS = ("bicubic", *GENERATOR_DATASETS)
-# evaluation's scores (evaluation.score_images), all greater-is-better (serving.registry.metric).
+# evaluation's distortion scores (metrics.score), all greater-is-better.
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
+# its perceptual scores, each when its evaluation block is set (evaluation.lpips, .niqe): LPIPS
+# (lpips_metric.py), NIQE (niqe.py); both lower-is-better.
+PERCEPTUAL_METRICS = ("lpips", "niqe")
+# Which way each score improves: serving.registry.metric picks the champion by it.
+METRIC_DIRECTIONS = {**dict.fromkeys(METRICS, "higher"),
+                     **dict.fromkeys(PERCEPTUAL_METRICS, "lower")}
+# LPIPS's backbones (lpips.LPIPS(net=...)): alex is the published default.
+LPIPS_NETS = ("alex", "vgg")
 
 # What the export pipeline writes (exports.py, docs/export.md), and the ONNX opsets it offers:
 # chaiNNer's converter offers 14-17; torch's exporter needs CastLike (opset 15) for this graph.

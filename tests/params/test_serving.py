@@ -45,3 +45,16 @@ def test_sets_from_yaml_are_a_list():
 def test_a_mistake_names_its_key(path, value, words):
     with pytest.raises(ValueError, match=words):
         validate_params("serving", _with(path, value))
+
+
+def test_the_champion_can_be_chosen_on_a_perceptual_metric_that_is_scored():
+    from srgan_pipeline.params import rules_between_blocks
+
+    evaluation = conf_parameters("base")["evaluation"]
+    blocks = {"serving": validate_params("serving", _with("registry.metric", "lpips")),
+              "evaluation": validate_params("evaluation", evaluation, scale=4)}
+    assert rules_between_blocks(blocks) == []
+    blocks["evaluation"] = validate_params("evaluation", with_settings(evaluation,
+                                                                       {"lpips": None}), scale=4)
+    error, = rules_between_blocks(blocks)
+    assert "serving.registry.metric is lpips, but evaluation.lpips is null" in error

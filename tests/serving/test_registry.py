@@ -16,7 +16,12 @@ from PIL import Image
 
 from srgan_pipeline.checkpoints import evaluated_weights, generator_from_checkpoint
 from srgan_pipeline.inference import upscale_image
-from srgan_pipeline.serving.registry import load_model_checkpoint, register_version, set_champion
+from srgan_pipeline.serving.registry import (
+    beats_bicubic,
+    load_model_checkpoint,
+    register_version,
+    set_champion,
+)
 
 MODEL = "srgan_pipeline_generator"
 
@@ -142,6 +147,16 @@ def test_the_alias_goes_to_the_best_score_under_the_same_rule(client):
     assert int(set_champion(client, "best", "champion", rule).version) == 2
     assert int(client.get_model_version_by_alias("best", "champion").version) == 2
     assert set_champion(client, "best", "champion", "mean ssim_y over a") is None
+
+
+def test_on_a_lower_is_better_metric_the_lowest_score_below_bicubic_is_champion(client):
+    rule = "mean lpips over a, lower is better"
+    for digest, score in [("1", 0.30), ("2", 0.21), ("3", 0.25), ("4", 0.45)]:
+        register_version(client, "perceptual", _source(f"p{digest}"), {
+            "weights_sha256": digest, "score": str(score), "score_rule": rule,
+            "bicubic_score": "0.40", "score_direction": "lower"})
+    assert int(set_champion(client, "perceptual", "champion", rule, "lower").version) == 2
+    assert not beats_bicubic(client.get_model_version("perceptual", "4"))  # 0.45 > bicubic
 
 
 def test_a_version_below_bicubic_never_becomes_champion(client):

@@ -138,7 +138,18 @@ def rules_between_blocks(blocks: Mapping[str, Any]) -> list[str]:
         errors += _crops_fit_tiles(blocks["scale"], blocks["data_prep"], blocks["train_gan"])
     if {"data_prep", "evaluation", "serving"} <= set(blocks):  # evaluation registers
         errors += _registry_sets_prepared(blocks["data_prep"], blocks["serving"])
+    if {"evaluation", "serving"} <= set(blocks):
+        errors += _registry_metric_scored(blocks["evaluation"], blocks["serving"])
     return errors
+
+
+def _registry_metric_scored(evaluation: EvaluationParams, serving: ServingParams) -> list[str]:
+    # the champion is chosen on a metric the evaluation computes: LPIPS / NIQE only when set
+    metric = serving.registry.metric
+    if metric not in ("lpips", "niqe") or getattr(evaluation, metric) is not None:
+        return []
+    return [f"serving.registry.metric is {metric}, but evaluation.{metric} is null (not "
+            f"scored): set evaluation.{metric}, or choose the champion on another metric"]
 
 
 def _crops_fit_tiles(scale: int, data_prep: DataPrepParams, train_gan: TrainGanParams

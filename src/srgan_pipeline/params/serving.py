@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict
 
-from srgan_pipeline.names import METRICS
+from srgan_pipeline.names import METRIC_DIRECTIONS
 from srgan_pipeline.params.rules import Params, PositiveInt
 
 
@@ -40,7 +40,7 @@ class _Block(Params):
 class RegistryParams(_Block):
     model_name: str | None  # null: register nothing
     alias: Annotated[str, AfterValidator(_alias)]
-    metric: Literal[METRICS]
+    metric: Literal[tuple(METRIC_DIRECTIONS)]  # each with its direction (names.py)
     sets: Annotated[tuple[str, ...], BeforeValidator(_names)] | None  # null: every scored set
 
 

@@ -14,7 +14,7 @@ from srgan_pipeline import tracking
 from srgan_pipeline.checkpoints import CheckpointLoader, generator_checkpoint
 from srgan_pipeline.evaluation import group_pairs
 from srgan_pipeline.model_card import training_data
-from srgan_pipeline.names import GENERATOR_DATASETS
+from srgan_pipeline.names import GENERATOR_DATASETS, METRIC_DIRECTIONS
 from srgan_pipeline.params import ServingParams, validate_params
 from srgan_pipeline.serving.model import log_generator_model
 from srgan_pipeline.serving.registry import register_version, set_champion
@@ -51,7 +51,10 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
     name, alias, metric = (settings.registry.model_name, settings.registry.alias,
                            settings.registry.metric)
     sets = _scored_sets(settings.registry.sets, evaluation_summary)
-    rule = f"mean {metric} over {' '.join(sets)}"
+    direction = METRIC_DIRECTIONS[metric]
+    # the direction is part of the rule: versions compete only under the same one
+    rule = f"mean {metric} over {' '.join(sets)}" + (", lower is better"
+                                                     if direction == "lower" else "")
     report: dict[str, Any] = {"model_name": name, "alias": alias, "score_rule": rule,
                               "registered": [], "champion": None}
     if not name or not tracking.active():
@@ -63,7 +66,8 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
     bicubic = _mean(evaluation_summary, sets, "bicubic", metric)
     for model in [m for m in GENERATOR_DATASETS if all(m in evaluation_summary[s] for s in sets)]:
         score = _mean(evaluation_summary, sets, model, metric)
-        tags = _score_tags(score, bicubic, rule, scored_on, full)
+        tags = _score_tags(score, bicubic, rule, scored_on, full) | {
+            ("" if full else "subset_") + "score_direction": direction}
         report["registered"].append(_register(client, name, model, tags, settings, score,
                                               generator_checkpoint(model, generator_pretrained,
                                                                    generator_gan)))
@@ -73,7 +77,7 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
         logger.warning("%s: %s, not all images: the scores are recorded as subset_score "
                        "tags and @%s is left as it is", name, scored_on, alias)
         return report
-    _report_champion(report, set_champion(client, name, alias, rule), bicubic)
+    _report_champion(report, set_champion(client, name, alias, rule, direction), bicubic)
     return report
 
 

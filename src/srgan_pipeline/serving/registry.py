@@ -4,7 +4,8 @@ MLflow stages are deprecated (2.9): the best version carries an alias (``champio
 and ``models:/<name>@<alias>`` always means the version the alias points at now.
 
 Which version is "best": each registered version carries tags ``score`` and ``score_rule``
-(e.g. ``mean psnr_y over skimage_heldout``), written only by an evaluation of the *full* sets,
+(e.g. ``mean psnr_y over skimage_heldout``; ``mean lpips over urban100, lower is better``)
+and ``score_direction`` (``higher`` or ``lower``), written only by an evaluation of the *full* sets,
 and ``bicubic_score``, bicubic's score under the same rule in that evaluation. The alias goes to
 the highest score among the versions scored by the same rule as this evaluation (scores on
 other sets or metrics are not comparable) that beat bicubic: a generator worse than the
@@ -43,10 +44,11 @@ def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
     return mlflow.register_model(model_uri, name, tags=tags)
 
 
-def set_champion(client: mlflow.MlflowClient, name: str, alias: str,
-                 score_rule: str) -> ModelVersion | None:
+def set_champion(client: mlflow.MlflowClient, name: str, alias: str, score_rule: str,
+                 direction: str = "higher") -> ModelVersion | None:
     """Point ``alias`` at the best-scoring version under ``score_rule`` that beats bicubic
-    (newest on ties); None when no version qualifies.
+    (newest on ties); None when no version qualifies. ``direction``: whether a ``higher``
+    (PSNR, SSIM) or a ``lower`` (LPIPS, NIQE) score is better.
 
     With none qualifying, an alias left on a version this rule now finds below bicubic is
     removed (it would keep serving it); an alias on a version of another rule is left alone.
@@ -58,18 +60,21 @@ def set_champion(client: mlflow.MlflowClient, name: str, alias: str,
     if not fit:
         _drop_unfit_alias(client, name, alias, score_rule)
         return None
-    best = max(fit, key=lambda v: (float(v.tags["score"]), int(v.version)))
+    sign = -1.0 if direction == "lower" else 1.0
+    best = max(fit, key=lambda v: (sign * float(v.tags["score"]), int(v.version)))
     client.set_registered_model_alias(name, alias, best.version)
     return best
 
 
 def beats_bicubic(version: ModelVersion) -> bool:
-    """Whether the version's full-set score is above bicubic's under the same rule (a version
-    without ``bicubic_score``, e.g. scored without bicubic, cannot show that it is)."""
+    """Whether the version's full-set score is better than bicubic's under the same rule: above
+    it, or below it where the tag ``score_direction`` is ``lower`` (a version without
+    ``bicubic_score``, e.g. scored without bicubic, cannot show that it is)."""
     try:
-        return float(version.tags["score"]) > float(version.tags["bicubic_score"])
+        score, bicubic = float(version.tags["score"]), float(version.tags["bicubic_score"])
     except (KeyError, ValueError):
         return False
+    return score < bicubic if version.tags.get("score_direction") == "lower" else score > bicubic
 
 
 def _drop_unfit_alias(client: mlflow.MlflowClient, name: str, alias: str, score_rule: str):

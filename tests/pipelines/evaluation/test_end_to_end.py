@@ -54,8 +54,12 @@ def test_the_summary_table_is_printed_and_saved(quickstart):
     assert summary["skimage_heldout"]["bicubic"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
     table = latest_version(reporting / "evaluation_summary.md").read_text()
     assert table.startswith("| set | model |") and table.count("\n") == 2 + 3
+    # the quickstart's opt-in: a random LPIPS backbone, named where the numbers are
+    assert "| LPIPS-alex, RANDOM backbone: not LPIPS (lower is better) |" in table
+    assert summary["skimage_heldout"]["srgan"]["lpips_weights"] == "alex/random"
     per_image = latest_version(reporting / "evaluation_per_image.csv").read_text().splitlines()
-    assert per_image[0] == "set,image,model,height,width,psnr_y,ssim_y,psnr_rgb,precision"
+    assert per_image[0] == ("set,image,model,height,width,psnr_y,ssim_y,psnr_rgb,lpips,"
+                            "lpips_weights,precision")
     # the quickstart's evaluation.precision is fp32 (published tables); bicubic is float64
     assert {model: row["precision"] for model, row in summary["skimage_heldout"].items()} == {
         "bicubic": "fp64", "srresnet": "fp32", "srgan": "fp32"}
@@ -83,7 +87,7 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
     summary = json.loads(latest_version(workdir / "data" / "08_reporting" /
                                         "evaluation_summary.json").read_text())
     for model in ("bicubic", "srresnet", "srgan"):  # MLflow holds the figures of the table
-        for metric in ("psnr_y", "ssim_y"):
+        for metric in ("psnr_y", "ssim_y", "lpips"):
             assert metrics[f"skimage_heldout/{model}/{metric}"] == pytest.approx(
                 summary["skimage_heldout"][model][metric], abs=1e-9), (model, metric)
     assert metrics["skimage_heldout/bicubic/psnr_y"] == pytest.approx(
@@ -93,6 +97,12 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
                                                      "comparisons/skimage_heldout")}
     assert figures == {"comparisons/skimage_heldout/chelsea.png",
                        "comparisons/skimage_heldout/rocket.png"}
+    # what LPIPS was computed with, and the perception-distortion figure
+    assert run.data.tags["evaluation.lpips_weights"] == "alex/random"
+    assert "perception_distortion.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    plane = Image.open(latest_version(workdir / "data" / "08_reporting" /
+                                      "evaluation_perception_distortion.png"))
+    assert plane.mode == "RGB" and plane.size == (400, 340)
 
 
 def test_upscale_keeps_names_skips_a_corrupt_file_and_handles_alpha(quickstart, tmp_path):

@@ -10,7 +10,10 @@ from conftest import PROJECT_ROOT, optional_extra
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.pipelines.evaluation.nodes import _figure_images
 
-BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())
+SHIPPED = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())
+# without LPIPS and NIQE, whose real weights cannot be downloaded here (tests/test_lpips_metric.py,
+# tests/test_niqe.py, and the offline stop below)
+BASE = {"evaluation": SHIPPED["evaluation"] | {"lpips": None, "niqe": None}}
 
 
 def test_models_come_as_a_list_or_one_space_separated_string():
@@ -125,3 +128,24 @@ def test_the_precision_tagged_and_tabled_is_the_one_that_ran(monkeypatch, openvi
                     "evaluation.runtime": "openvino"}
     assert per_image.groupby("model").precision.unique().to_dict() == {
         "bicubic": ["fp64"], "srgan": ["fp32"], "srresnet": ["fp32"]}
+
+
+def test_offline_without_the_lpips_backbone_the_run_stops_before_reading_a_checkpoint(
+        tmp_path, monkeypatch):
+    import urllib.error
+
+    import torch
+
+    from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("network refused by the test")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    params = {**SHIPPED["evaluation"], "models": ["bicubic", "srresnet"], "device": "cpu"}
+    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/checkpoints/alexnet-owt-7be5be79"):
+        evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4, params)
+    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/pyiqa/niqe_modelparameters.mat"):
+        evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4,
+                        {**params, "lpips": None})

@@ -16,16 +16,20 @@ from srgan_pipeline.checkpoints import (
     generator_from_checkpoint,
 )
 from srgan_pipeline.evaluation import (
+    PerceptualScores,
     SuperResolve,
     comparison_figure,
     group_pairs,
     model_functions,
+    perception_distortion_figure,
     score_images,
+    scored_metrics,
     summary_markdown,
     summary_table,
 )
 from srgan_pipeline.inference import InferencePlan, Upscaler, plan_inference
-from srgan_pipeline.names import METRICS
+from srgan_pipeline.lpips_metric import LPIPSMetric
+from srgan_pipeline.niqe import load_pristine_model
 from srgan_pipeline.params import EvaluationParams, FiguresParams, validate_params
 
 logger = logging.getLogger(__name__)
@@ -46,15 +50,18 @@ def evaluate_models(
     settings = validate_params("evaluation", evaluation, scale=scale)
     plan = plan_inference(settings.device, settings.precision, settings.tile, settings.runtime,
                           block="evaluation")  # before any checkpoint is read
+    perceptual = _perceptual_scores(settings)  # offline without weights: stops here, too
     upscalers = _prepared_generators(settings.models, generator_pretrained, generator_gan,
                                      scale, plan)
     # what ran (OpenVINO may run another precision than asked: the same for every generator)
     precision = next((upscaler.precision for upscaler in upscalers.values()), plan.precision)
+    # what LPIPS / NIQE were computed with: evaluation.lpips_weights (alex/random: NOT LPIPS)
+    sources = {f"evaluation.{key}": value for key, value in perceptual.sources.items()}
     tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": plan.tile,
-                       "evaluation.runtime": plan.runtime})
+                       "evaluation.runtime": plan.runtime, **sources})
     logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)",
                 ", ".join(settings.models), plan.device, precision, plan.runtime, plan.tile)
-    rows, samples, figures = _score_sets(eval_pairs, settings, scale,
+    rows, samples, figures = _score_sets(eval_pairs, settings, scale, perceptual,
                                          *model_functions(settings.models, upscalers, scale))
     for key, figure in figures.items():
         tracking.log_image(figure, f"comparisons/{key}.png")
@@ -74,8 +81,16 @@ def _prepared_generators(models: tuple[str, ...], generator_pretrained: Checkpoi
     return {model: plan.prepare(generator) for model, generator in generators.items()}
 
 
+def _perceptual_scores(settings: EvaluationParams) -> PerceptualScores:
+    """LPIPS and NIQE as set, their weights and model loaded (or refused) before any work."""
+    lpips = settings.lpips and LPIPSMetric(settings.lpips.net, settings.lpips.weights)
+    model = settings.niqe and load_pristine_model(settings.niqe.params)
+    return PerceptualScores(lpips or None, model or None)
+
+
 def _score_sets(eval_pairs: dict[str, Callable[[], np.ndarray]], settings: EvaluationParams,
-                scale: int, functions: dict[str, SuperResolve], precisions: dict[str, str]
+                scale: int, perceptual: PerceptualScores, functions: dict[str, SuperResolve],
+                precisions: dict[str, str]
                 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every set's per-image rows (with the precision each model ran in), samples, figures."""
     crop = scale if settings.crop_border is None else settings.crop_border
@@ -85,7 +100,8 @@ def _score_sets(eval_pairs: dict[str, Callable[[], np.ndarray]], settings: Evalu
         # the first N by name: quick screening
         images = dict(list(images.items())[:settings.images_per_set])
         chosen = _figure_images(settings.figures, eval_set, list(images))
-        set_rows, kept = score_images(images, functions, crop, keep=chosen)
+        set_rows, kept = score_images(images, functions, crop, keep=chosen,
+                                      perceptual=perceptual)
         rows += [{"set": eval_set, **row, "precision": precisions[row["model"]]}
                  for row in set_rows]
         for name, panels in kept.items():
@@ -105,15 +121,26 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
     summary = summary_table(per_image)
     markdown = summary_markdown(summary)
     # The table is the run's answer: printed as is, since log decoration would wrap it.
-    print(f"\nEvaluation (Y channel, border crop = scale, 8-bit outputs):\n{markdown}")
+    print(f"\nEvaluation (PSNR/SSIM/NIQE on the Y channel, LPIPS on RGB, border crop = scale, "
+          f"8-bit outputs):\n{markdown}")
+    scored = scored_metrics(summary)
     metrics = {f"{row.set}/{row.model}/{metric}": float(getattr(row, metric))
-               for row in summary.itertuples() for metric in METRICS}
+               for row in summary.itertuples() for metric in scored}
     tracking.log_metrics(metrics)
-    as_json = {s: {row.model: {**{m: float(getattr(row, m)) for m in METRICS},
-                               "images": int(row.images), "precision": row.precision}
+    sources = [s for s in ("lpips_weights", "niqe_model") if s in summary]
+    as_json = {s: {row.model: {**{m: float(getattr(row, m)) for m in scored},
+                               "images": int(row.images), "precision": row.precision,
+                               **{source: getattr(row, source) for source in sources}}
                    for row in summary[summary.set == s].itertuples()}
                for s in summary.set.unique()}
     return as_json, markdown
+
+
+def plot_perception_distortion(evaluation_summary: dict[str, Any]) -> np.ndarray:
+    """Each model a point of Y-PSNR against LPIPS per set; also logged to MLflow."""
+    figure = perception_distortion_figure(evaluation_summary)
+    tracking.log_image(figure, "perception_distortion.png")
+    return figure
 
 
 def _refuse_other_scales(generators: dict[str, Any], scale: int) -> None:

@@ -1,6 +1,10 @@
 from kedro.pipeline import Node, Pipeline
 
-from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models, summarise_evaluation
+from srgan_pipeline.pipelines.evaluation.nodes import (
+    evaluate_models,
+    plot_perception_distortion,
+    summarise_evaluation,
+)
 from srgan_pipeline.serving.nodes import register_generators
 
 
@@ -20,6 +24,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="evaluation_per_image",
                 outputs=["evaluation_summary", "evaluation_summary_table"],
                 name="summarise_evaluation",
+            ),
+            Node(
+                plot_perception_distortion,
+                inputs="evaluation_summary",
+                outputs="evaluation_perception_distortion",
+                name="plot_perception_distortion",
             ),
             Node(
                 register_generators,
