@@ -411,6 +411,23 @@ def closed_port_url(name: str = "archive.zip") -> str:
     return f"http://127.0.0.1:{port}/{name}"
 
 
+@pytest.fixture
+def offline_torch_hub(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub folder (``torch.hub.get_dir()``, via TORCH_HOME) where no download
+    succeeds: offline by construction, for the weights torch's hub would fetch (LPIPS's
+    backbone, NIQE's model)."""
+    import urllib.error
+
+    import torch
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("network refused by the test")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch" / "hub"
+
+
 def write_image(path: Path, size: tuple[int, int] = (128, 96), mode: str = "RGB", seed: int = 0):
     """A random image of ``size`` (width, height) saved at ``path``; returns its RGB array."""
     rng = np.random.default_rng(seed)

@@ -127,24 +127,15 @@ def test_a_rule_between_two_blocks_waits_for_a_run_that_reads_both():
 
 
 def test_offline_a_run_that_evaluates_stops_before_its_first_node_without_lpips_weights(
-        tmp_path, monkeypatch):
+        offline_torch_hub):
     """conf/base scores LPIPS with the ImageNet AlexNet: a full run without it (offline) stops
     before data_prep, naming the file, not after training; the random opt-in does not stop."""
-    import urllib.error
-
-    import torch
-
     from srgan_pipeline.pipelines import data_prep, evaluation
 
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network refused by the test")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     pipeline = data_prep.create_pipeline() + evaluation.create_pipeline()
-    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/checkpoints/alexnet-owt-7be5be79"):
+    with pytest.raises(RuntimeError, match=f"{offline_torch_hub}/checkpoints/alexnet-owt-7be5be79"):
         hook_run(pipeline, conf_base_run())
-    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/pyiqa/niqe_modelparameters.mat"):
+    with pytest.raises(RuntimeError, match=f"{offline_torch_hub}/pyiqa/niqe_modelparameters.mat"):
         hook_run(pipeline, conf_base_run(evaluation={"lpips.weights": "random"}))
     hook_run(pipeline, conf_base_run(evaluation={"lpips.weights": "random", "niqe": None}))
 

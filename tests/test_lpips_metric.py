@@ -2,7 +2,6 @@
 
 import logging
 import os
-import urllib.error
 
 import numpy as np
 import pytest
@@ -25,29 +24,18 @@ def blurred(image, sigma):
                    ).astype(np.uint8)
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch hub folder where no download succeeds (offline by construction)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network refused by the test")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "torch" / "hub"
-
-
-def test_offline_without_the_backbone_stops_naming_the_url_and_the_path(hub):
+def test_offline_without_the_backbone_stops_naming_the_url_and_the_path(offline_torch_hub):
     with pytest.raises(RuntimeError) as error:
         LPIPSMetric("alex", "imagenet")
-    path = str(hub / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    path = str(offline_torch_hub / "checkpoints" / "alexnet-owt-7be5be79.pth")
     assert backbone_path("alex") == path
     assert path in str(error.value)
     assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in str(error.value)
     assert "evaluation.lpips.weights=random" in str(error.value)
 
 
-def test_a_backbone_at_the_documented_path_is_loaded_and_identical_images_score_0(hub):
+def test_a_backbone_at_the_documented_path_is_loaded_and_identical_images_score_0(
+        offline_torch_hub):
     """A fabricated torchvision state dict (same keys and shapes as the real file) at the path
     the offline error names: the loader, lpips' key mapping and its preprocessing all run.
     (AlexNet only: a fabricated VGG16 is a 528 MB file; its path is checked below.)"""

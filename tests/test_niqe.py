@@ -1,11 +1,9 @@
 """srgan_pipeline.niqe: NIQE as the authors' niqe.m computes it, refused without its model."""
 
-import urllib.error
 
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from scipy.ndimage import gaussian_filter
 
 from srgan_pipeline.imaging import rgb_to_y
@@ -26,26 +24,14 @@ def fabricated(seed=0) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0.1, 3, (1, 36)), a @ a.T / 36 + np.eye(36)
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch hub folder where no download succeeds (offline by construction)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network refused by the test")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "torch" / "hub"
-
-
-def test_offline_without_the_published_model_stops_naming_the_url_and_the_path(hub):
+def test_offline_without_the_published_model_stops_naming_the_url_and_the_path(offline_torch_hub):
     with pytest.raises(RuntimeError) as error:
         load_pristine_model("published")
-    assert str(hub / "pyiqa" / "niqe_modelparameters.mat") in str(error.value)
+    assert str(offline_torch_hub / "pyiqa" / "niqe_modelparameters.mat") in str(error.value)
     assert NIQE_URL in str(error.value) and "evaluation.niqe: null" in str(error.value)
 
 
-def test_the_model_at_the_documented_path_is_read_and_scores(hub):
+def test_the_model_at_the_documented_path_is_read_and_scores(offline_torch_hub):
     mu, cov = fabricated()
     niqe_path().parent.mkdir(parents=True)
     scipy.io.savemat(niqe_path(), {"mu_prisparam": mu, "cov_prisparam": cov})
@@ -54,15 +40,15 @@ def test_the_model_at_the_documented_path_is_read_and_scores(hub):
     score = niqe(luma(), model)
     assert np.isfinite(score) and score > 0
     # BasicSR's file of the same numbers reads the same
-    np.savez(hub / "pris.npz", mu_pris_param=mu, cov_pris_param=cov)
-    assert niqe(luma(), load_pristine_model(hub / "pris.npz")) == score
+    np.savez(offline_torch_hub / "pris.npz", mu_pris_param=mu, cov_pris_param=cov)
+    assert niqe(luma(), load_pristine_model(offline_torch_hub / "pris.npz")) == score
 
 
-def test_a_file_that_is_not_the_model_and_a_small_image_are_refused(hub):
-    hub.mkdir(parents=True)
-    scipy.io.savemat(hub / "other.mat", {"weights": np.ones(3)})
+def test_a_file_that_is_not_the_model_and_a_small_image_are_refused(offline_torch_hub):
+    offline_torch_hub.mkdir(parents=True)
+    scipy.io.savemat(offline_torch_hub / "other.mat", {"weights": np.ones(3)})
     with pytest.raises(ValueError, match="not NIQE's modelparameters.mat"):
-        load_pristine_model(hub / "other.mat")
+        load_pristine_model(offline_torch_hub / "other.mat")
     with pytest.raises(ValueError, match="expected 36 means"):
         PristineModel(np.ones(35), np.eye(35), "x")
     with pytest.raises(ValueError, match="at least 96 x 96"):

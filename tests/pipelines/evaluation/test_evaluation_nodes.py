@@ -131,21 +131,12 @@ def test_the_precision_tagged_and_tabled_is_the_one_that_ran(monkeypatch, openvi
 
 
 def test_offline_without_the_lpips_backbone_the_run_stops_before_reading_a_checkpoint(
-        tmp_path, monkeypatch):
-    import urllib.error
-
-    import torch
-
+        offline_torch_hub):
     from srgan_pipeline.pipelines.evaluation.nodes import evaluate_models
 
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network refused by the test")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     params = {**SHIPPED["evaluation"], "models": ["bicubic", "srresnet"], "device": "cpu"}
-    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/checkpoints/alexnet-owt-7be5be79"):
+    with pytest.raises(RuntimeError, match=f"{offline_torch_hub}/checkpoints/alexnet-owt-7be5be79"):
         evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4, params)
-    with pytest.raises(RuntimeError, match=f"{tmp_path}/hub/pyiqa/niqe_modelparameters.mat"):
+    with pytest.raises(RuntimeError, match=f"{offline_torch_hub}/pyiqa/niqe_modelparameters.mat"):
         evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4,
                         {**params, "lpips": None})
