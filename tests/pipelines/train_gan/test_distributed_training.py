@@ -14,25 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import checkpoint_versions, copy_project, data_prep_copy, latest_checkpoint
+from conftest import checkpoint_versions, copy_project, latest_checkpoint
 from test_resumed_training import (
     TINY,
     assert_same_weights,
     kedro,
     mlflow_runs,
+    prepared,
+    settings,
     succeeded,
     uninterrupted_run,
 )
 
 from srgan_pipeline.training_store import TrainingStore
 
-TWO = f"{TINY},train_gan.distributed.nproc_per_node=2"
+__all__ = ["prepared"]  # test_resumed_training's module fixture, built again for this file
 
-
-@pytest.fixture(scope="module")
-def prepared(tiny_quickstart, tmp_path_factory) -> Path:
-    """The session's quickstart project without its models and MLflow runs: its data_prep."""
-    return data_prep_copy(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_two"))
+TWO = settings(2)
 
 
 @pytest.fixture(scope="module")

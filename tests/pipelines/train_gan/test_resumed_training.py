@@ -33,6 +33,11 @@ TINY = tiny_training({"pretrain.iterations": 6, "pretrain.log_every": 2,
                      "adversarial.log_every": 1, "adversarial.checkpoint_every": 2})
 
 
+def settings(processes: int) -> str:
+    """TINY in ``processes`` training processes (1: the single-process path, the default)."""
+    return f"{TINY},train_gan.distributed.nproc_per_node={processes}"
+
+
 def kedro(workdir: Path, *args: str, kill: str | None = None,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`kedro run --env=quickstart ARGS` in a new process (conftest's `kedro`); `kill` arms the
@@ -83,7 +88,7 @@ def uninterrupted_run(tiny_quickstart, tmp_path_factory, processes: int = 1) -> 
     """
     def build(workdir: Path) -> str:
         data_prep_copy(tiny_quickstart[0], workdir)
-        params = f"{TINY},train_gan.distributed.nproc_per_node={processes}"
+        params = settings(processes)
         if processes == 1:
             return succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={params}"))
         return succeeded(kedro(workdir, "--pipelines=train_gan", f"--params={params}",

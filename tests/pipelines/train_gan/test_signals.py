@@ -20,30 +20,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET_ENV, copy_project, data_prep_copy, latest_checkpoint
+from conftest import QUIET_ENV, copy_project, latest_checkpoint
 from filelock import FileLock
 from test_resumed_training import (
     FAULTS,
     LISTENING,
-    TINY,
     assert_same_weights,
     kedro,
     mlflow_runs,
+    prepared,
+    settings,
     succeeded,
     uninterrupted_run,
 )
 
+__all__ = ["prepared"]  # test_resumed_training's module fixture, built again for this file
+
 PHASE_ONE = "--nodes=pretrain_generator"
-
-
-def settings(processes: int) -> str:
-    return f"{TINY},train_gan.distributed.nproc_per_node={processes}"
-
-
-@pytest.fixture(scope="module")
-def prepared(tiny_quickstart, tmp_path_factory) -> Path:
-    """The session's quickstart project without its models and MLflow runs: its data_prep."""
-    return data_prep_copy(tiny_quickstart[0], tmp_path_factory.mktemp("prepared_signals"))
 
 
 @pytest.fixture(scope="module")
