@@ -46,6 +46,7 @@ from srgan_pipeline.training import clock, phase_config, pretrain, train_adversa
 from srgan_pipeline.training.distributed import (
     DistributedTrainingError,
     World,
+    _stopping_signal,
     launch,
     rank_seed,
 )
@@ -153,9 +154,14 @@ def ranks() -> dict[int, dict]:
 
 def _failing_rank(world: World, how: str) -> None:
     if world.rank == 1:
-        if how == "raise":
+        if how.startswith("raise"):
             raise ValueError("rank one cannot go on")
         os.kill(os.getpid(), 9)
+    if how == "raise, rank 0 in Python":
+        # The launcher's SIGTERM then reaches rank 0's handler for certain: rank 0 stops as
+        # for a user's signal ("training stopped by SIGTERM"), yet the cause is rank 1's error.
+        while True:
+            time.sleep(0.05)
     torch.distributed.barrier()  # rank 0 waits here for a rank that never comes
 
 
@@ -301,8 +307,10 @@ def test_ranks_average_their_metrics_split_the_threads_and_agree_on_the_time_bud
     assert ranks[0]["budget"]["stopped_because"] == "max_minutes"
 
 
-@pytest.mark.parametrize("how, error", [("raise", "ValueError: rank one cannot go on"),
-                                        ("die", "SIGKILL")])
+@pytest.mark.parametrize("how, error", [
+    ("raise", "ValueError: rank one cannot go on"),
+    ("raise, rank 0 in Python", "ValueError: rank one cannot go on"),
+    ("die", "SIGKILL")])
 def test_a_failing_rank_ends_the_run_promptly_naming_the_rank_and_its_error(how, error):
     started = time.monotonic()
     # "die" also takes the several-machines rendezvous (a fixed master_port), on one machine
@@ -313,6 +321,18 @@ def test_a_failing_rank_ends_the_run_promptly_naming_the_rank_and_its_error(how,
     message = str(failure.value)
     assert message.startswith("data-parallel training stopped: rank 1 ")
     assert error in message and "train_gan.resume=true" in message
+
+
+def test_a_run_counts_as_interrupted_only_when_no_rank_failed_on_its_own_error():
+    term = "training stopped by SIGTERM at pretrain step 4, checkpoint written: continue"
+    assert _stopping_signal([(0, term), (1, "Connection closed by peer [127.0.0.1]:5")]) \
+        == "SIGTERM"
+    assert _stopping_signal([(1, "Connection reset by peer"), (0, term)]) == "SIGTERM"
+    assert _stopping_signal([(1, "training stopped by SIGINT: ...")]) == "SIGINT"
+    # a rank's own error, whatever the launcher's SIGTERM made of the others
+    assert _stopping_signal([(1, "ValueError: rank one cannot go on"), (0, term)]) is None
+    assert _stopping_signal([(0, term), (1, "RuntimeError: CUDA out of memory")]) is None
+    assert _stopping_signal([(0, "Signal 15 (SIGTERM) received by PID 12")]) is None
 
 
 def test_two_machines_of_one_process_each_make_one_world(tmp_path):

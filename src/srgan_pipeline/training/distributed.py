@@ -211,10 +211,11 @@ def launch(settings, device: torch.device, fn: Callable[..., Any], *args: Any
         # their next step boundary and rank 0 wrote the checkpoint (stop.py).
         raise stop.Interrupted(error.sigval.name) from None
     except ChildFailedError as error:
-        message = _describe(error)
-        if stop.named_in(message):  # the ranks alone were signalled, e.g. by `kill <pid>`
-            raise stop.Interrupted(stop.named_in(message)) from None
-        raise DistributedTrainingError(message) from None
+        failed = _failed_ranks(error)
+        signal_name = _stopping_signal(failed)
+        if signal_name:  # the ranks alone were signalled, e.g. by `kill <pid>`
+            raise stop.Interrupted(signal_name) from None
+        raise DistributedTrainingError(_describe(failed)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,8 +321,8 @@ _PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "remote w
               "Broken pipe", "NCCL communicator was aborted", "SIGTERM")
 
 
-def _describe(error) -> str:
-    """The failed ranks and their errors, the cause first.
+def _failed_ranks(error) -> list[tuple[int, str]]:
+    """[(global rank, its error)] of a ChildFailedError, the cause first.
 
     The agent lists the ranks it saw fail at one check, and stops the rest; a rank that
     raised may be among those stopped while it was exiting, its error already written to its
@@ -337,10 +338,32 @@ def _describe(error) -> str:
         failures[rank] = (failure.timestamp, str(message or f"exit code {failure.exitcode}"))
         if failure.error_file:
             failures.update(_sibling_errors(Path(failure.error_file), rank - failure.local_rank))
-    ordered = sorted(failures.items(), key=lambda item: (
-        item[1][0], any(marker in item[1][1] for marker in _PEER_GONE), item[0]))
+    ordered = sorted(failures.items(), key=lambda item: (item[1][0], _peer_gone(item[1][1]),
+                                                         item[0]))
+    return [(rank, message) for rank, (_, message) in ordered]
+
+
+def _peer_gone(message: str) -> bool:
+    return any(marker in message for marker in _PEER_GONE)
+
+
+def _stopping_signal(failed: list[tuple[int, str]]) -> str | None:
+    """The signal the run was stopped by, when every failed rank stopped for a signal or lost
+    a peer that did; None when any rank failed on an error of its own.
+
+    A rank that raises makes the launcher send SIGTERM to the others, which then stop as
+    they would for a user's signal (their message names it): that is still the first rank's
+    failure, not an interruption to resume from.
+    """
+    if any(not stop.named_in(message) and not _peer_gone(message) for _, message in failed):
+        return None
+    return next((stop.named_in(message) for _, message in failed if stop.named_in(message)),
+                None)
+
+
+def _describe(failed: list[tuple[int, str]]) -> str:
     return ("data-parallel training stopped: "
-            + "; ".join(f"rank {rank} failed: {message}" for rank, (_, message) in ordered)
+            + "; ".join(f"rank {rank} failed: {message}" for rank, message in failed)
             + f" (on {socket.gethostname()}). The other ranks were stopped; the last checkpoint "
             "written stays good (continue with train_gan.resume=true).")
 

@@ -10,7 +10,7 @@ A fourth field names whom: `parent` kills the process's parent instead (a data-p
 training rank's `kedro run`, killed under its running ranks; the rank then waits, so a rank
 that outlived its `kedro run` would be seen writing on afterwards), `group` signals this
 process's whole process group (Ctrl-C in a terminal, Slurm), `self` (the default) only this
-process; `sockets` kills nothing but writes the sockets its process group listens on to the
+process; `sockets` kills nothing but writes the sockets its `kedro run` tree listens on to the
 file $SRGAN_SOCKETS. A fifth names the signal (default KILL): with TERM or INT the process
 goes on, so that it can act on the signal as it would on one from outside, at a moment that
 is certain (sent to the parent, it first waits until the parent has passed it back).
@@ -59,12 +59,13 @@ if _spec:
             time.sleep(0.05)
 
     def _record_listening_sockets(log):
-        """The /proc/net/tcp{,6} lines of the sockets this process group listens on."""
-        group, inodes = os.getpgid(0), set()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        """The /proc/net/tcp{,6} lines of the sockets listened on by this process's parent (a
+        rank's `kedro run`) and every process under it. By process tree, not process group:
+        a `kedro run` started by pytest shares its group with pytest's other workers, whose
+        tests' sockets are no part of this run."""
+        tree, inodes = _tree_of(os.getppid()), set()
+        for pid in tree:
             try:
-                if os.getpgid(int(pid)) != group:
-                    continue
                 for fd in os.listdir(f"/proc/{pid}/fd"):
                     link = os.readlink(f"/proc/{pid}/fd/{fd}")
                     if link.startswith("socket:["):
@@ -78,6 +79,21 @@ if _spec:
                         fields = line.split()
                         if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                             out.write(f"{table} {fields[1]}\n")
+
+    def _tree_of(root):
+        """``root`` and its descendants' process ids (from /proc/<pid>/stat's parent field)."""
+        parents = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    parents[int(pid)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        tree, grown = {root}, True
+        while grown:
+            below = {pid for pid, parent in parents.items() if parent in tree} - tree
+            tree, grown = tree | below, bool(below)
+        return tree
 
     _replace = os.replace
 
