@@ -113,13 +113,13 @@ def test_bf16_inference_stays_within_a_few_grey_levels_of_fp32():
 def test_auto_precision_follows_the_hardware_and_picks_its_tile(monkeypatch):
     """devices.resolve_precision decides (tests/test_devices.py); the plan takes that
     precision's tile."""
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)  # e.g. AVX2 only
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: devices.Bf16Verdict(False, "AVX2 only"))
     plan = plan_inference("cpu", "auto", _tiles(24, 48))
-    assert (plan.precision, plan.tile) == ("fp32", 24)
+    assert (plan.precision, plan.tile, plan.precision_reason) == ("fp32", 24, "AVX2 only")
     assert plan_inference("cpu", "bf16", _tiles(24, 48)).tile == 48  # asked for: honoured
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)  # AMX / AVX512-BF16
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: devices.Bf16Verdict(True, "AMX"))
     plan = plan_inference("cpu", "auto", _tiles(24, 48))
-    assert (plan.precision, plan.tile) == ("bf16", 48)
+    assert (plan.precision, plan.tile, plan.precision_reason) == ("bf16", 48, "AMX")
     assert plan_inference("cpu", "fp32", _tiles(24, 48)).tile == 24
 
 

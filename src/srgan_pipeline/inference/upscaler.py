@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from srgan_pipeline.devices import DTYPES, pick_device, resolve_precision
+from srgan_pipeline.devices import DTYPES, pick_device, precision_choice
 from srgan_pipeline.inference.fusion import inference_model
 from srgan_pipeline.inference.images import upscale_any_mode
 from srgan_pipeline.inference.openvino_runtime import OpenVINOModel, import_openvino
@@ -59,9 +59,10 @@ def plan_inference(device: str | torch.device, precision: str, tile: int | TileP
     precision (``tile.fp32`` / ``tile.bf16``: the parameters' :class:`TilePerPrecision`).
     """
     device = device if isinstance(device, torch.device) else pick_device(device)
-    precision = resolve_precision(precision, device, _key(block, "precision"))
+    precision, why = precision_choice(precision, device, _key(block, "precision"))
     tile = tile if isinstance(tile, int) else getattr(tile, precision)
-    return InferencePlan(device, precision, tile, runtime, block=block)  # checks the runtime
+    return InferencePlan(device, precision, tile, runtime, block=block,  # checks the runtime
+                         precision_reason=why)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class InferencePlan:
     runtime: str = "torch"
     channels_last: bool = True  # NHWC: oneDNN / cuDNN run the convs without layout reorders
     block: str | None = None
+    precision_reason: str = ""  # why ``precision`` (devices.precision_choice), for the tags
 
     def __post_init__(self) -> None:
         if self.precision not in DTYPES:

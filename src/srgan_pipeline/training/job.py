@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srgan_pipeline.devices import pick_device, use_bf16_autocast
+from srgan_pipeline.devices import bf16_autocast_reason, pick_device, use_bf16_autocast
 from srgan_pipeline.models import VGGPerceptualLoss
 from srgan_pipeline.params import PhaseParams, TrainGanParams
 from srgan_pipeline.patches import PatchDataset, make_loader
@@ -81,11 +81,12 @@ def announce(job: Job, device: torch.device, checkpoint: Any) -> dict[str, Any]:
     logger.info("%s on %s%s; perceptual weights: %s; in-progress checkpoint %s", phase, device,
                 f" x {spread.world_size} processes ({spread.nnodes} machine(s))"
                 if spread.world_size > 1 else "", source, checkpoint)
-    bf16 = use_bf16_autocast(cfg.amp_bf16, device)
-    logger.info("%s: bf16 autocast %s (amp_bf16: %s)", phase, "on" if bf16 else "off",
-                str(cfg.amp_bf16).lower())
+    bf16, why = use_bf16_autocast(cfg.amp_bf16, device), bf16_autocast_reason(cfg.amp_bf16, device)
+    logger.info("%s: bf16 autocast %s (amp_bf16: %s): %s", phase, "on" if bf16 else "off",
+                str(cfg.amp_bf16).lower(), why)
     tags = {f"{phase}.device": device, f"{phase}.perceptual_weights": source,
             f"{phase}.channels_last": cfg.channels_last, f"{phase}.amp_bf16": bf16,
+            f"{phase}.amp_bf16_reason": why,
             f"{phase}.in_progress_checkpoint": checkpoint}
     if spread.world_size > 1:
         tags |= {f"{phase}.world_size": spread.world_size,

@@ -2,8 +2,11 @@
 run` commands of train_gan, in new processes on a copy of the tiny quickstart (its tiles)."""
 
 import re
+import shutil
+from pathlib import Path
 
 import mlflow
+import pytest
 import torch
 from conftest import (
     TINY_TRAINING,
@@ -65,15 +68,39 @@ def test_max_minutes_stops_phase_one_and_records_why(tiny_quickstart, tmp_path):
     assert tags["pretrain.amp_bf16"] == str(cpu_has_fast_bf16())
 
 
-def test_amp_bf16_auto_trains_in_float32_where_the_cpu_has_no_bf16_units(tiny_quickstart,
-                                                                         tmp_path):
-    """The quickstart's `amp_bf16: auto`, on this CPU with oneDNN restricted to AVX2 (as on a
-    CPU without AMX / AVX512-BF16, where bf16 is emulated and many times slower)."""
+def cpu_lists_bf16_instructions() -> bool:
+    """Whether Linux lists AMX-BF16 or AVX512-BF16 for this CPU: read here, not devices.py's."""
+    text = Path("/proc/cpuinfo").read_text()
+    return bool(re.search(r"^flags\s*:.*\b(amx_bf16|avx512_bf16)\b", text, re.MULTILINE))
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags in "
+                    "/proc/cpuinfo (Linux), which this machine does not have")
+@pytest.mark.parametrize("limit", ["AVX512_CORE", "AVX512_CORE_BF16"])
+def test_auto_precision_follows_the_onednn_limit_in_both_phases_and_upscale(
+        tiny_quickstart, tmp_path, limit):
+    """The quickstart's `amp_bf16: auto` and `precision: auto` with oneDNN held at a user's
+    ONEDNN_MAX_CPU_ISA, no mocks. AVX512_CORE is an AVX-512 CPU without bf16 (Skylake to Ice
+    Lake Xeons), where oneDNN emulates bf16 yet reports it supported: float32 everywhere.
+    AVX512_CORE_BF16 keeps AVX512-BF16 (Zen 4; an AMX Xeon without AMX): bf16 where the CPU
+    has it."""
     workdir = project(tiny_quickstart, tmp_path)
+    inputs = tmp_path / "photos"
+    shutil.copytree(workdir / "data/05_model_input/eval/skimage_heldout/LR_x4", inputs)
     runs_before = runs(workdir)
-    kedro_run(workdir, "--pipelines=train_gan", tiny(), env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    done = kedro_run(workdir, "--pipelines=train_gan,upscale",
+                     tiny() + f",upscale.input_dir={inputs}", env={"ONEDNN_MAX_CPU_ISA": limit})
+    bf16 = limit == "AVX512_CORE_BF16" and cpu_lists_bf16_instructions()
     tags = new_run(workdir, runs_before).data.tags
-    assert tags["pretrain.amp_bf16"] == tags["adversarial.amp_bf16"] == "False"
+    assert tags["pretrain.amp_bf16"] == tags["adversarial.amp_bf16"] == str(bf16)
+    assert tags["upscale.precision"] == ("bf16" if bf16 else "fp32")
+    why = tags["pretrain.amp_bf16_reason"]
+    assert why == tags["adversarial.amp_bf16_reason"] == tags["upscale.precision_reason"]
+    if bf16:
+        assert "AVX512-BF16" in why and "AMX" not in why  # AMX is above the limit
+    else:
+        assert f"ONEDNN_MAX_CPU_ISA={limit}" in why or "neither AMX nor AVX512-BF16" in why
+    assert " ".join(why.split()) in " ".join(done.split())  # logged as well
 
 
 def test_imagenet_vgg_offline_stops_before_training_naming_the_file(tiny_quickstart, tmp_path):

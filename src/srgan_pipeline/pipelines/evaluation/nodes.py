@@ -57,7 +57,9 @@ def evaluate_models(
     precision = next((upscaler.precision for upscaler in upscalers.values()), plan.precision)
     # what LPIPS / NIQE were computed with: evaluation.lpips_weights (alex/random: NOT LPIPS)
     sources = {f"evaluation.{key}": value for key, value in perceptual.sources.items()}
-    tracking.set_tags({"evaluation.precision": precision, "evaluation.tile": plan.tile,
+    tracking.set_tags({"evaluation.precision": precision,
+                       "evaluation.precision_reason": plan.precision_reason,
+                       "evaluation.tile": plan.tile,
                        "evaluation.runtime": plan.runtime, **sources})
     logger.info("Evaluating %s on %s in %s with %s (LR tiles of %d px)",
                 ", ".join(settings.models), plan.device, precision, plan.runtime, plan.tile)

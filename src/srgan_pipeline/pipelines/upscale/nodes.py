@@ -44,7 +44,8 @@ def upscale_folder(
     checkpoint = chosen_checkpoint(settings.model, generator_pretrained, generator_gan)
     upscaler = plan.prepare(generator_from_checkpoint(checkpoint()))
     _record({"upscale.precision": upscaler.precision, "upscale.tile": upscaler.tile,
-             "upscale.runtime": upscaler.runtime})
+             "upscale.runtime": upscaler.runtime,
+             "upscale.precision_reason": plan.precision_reason})
     outputs, upscaled, skipped = _planned_outputs(upscaler, folder, names, others,
                                                   settings.max_pixels)
     logger.info("Upscaling %d image(s) from %s with %s in %s on %s with %s (%d skipped)",
