@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import grey_levels, lr_waves
 
-from srgan_pipeline.inference import receptive_radius, tile_spans, upscale
-from srgan_pipeline.inference.tiling import upscale_tiles
+from srgan_pipeline.inference import InferencePlan, receptive_radius, tile_spans, upscale
+from srgan_pipeline.inference.tiling import stage_radii, upscale_tiles, upscale_tiles_in_stages
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models import Generator, hr_to_unit
 
@@ -74,6 +74,63 @@ def test_tiles_run_any_callable_model():
     tiled = upscale_tiles(nearest, lr, tile=4, overlap=0, scale=2, device=torch.device("cpu"),
                           dtype=torch.float32, memory_format=torch.contiguous_format)
     assert np.array_equal(tiled, lr.repeat(2, 0).repeat(2, 1))
+
+
+def test_the_two_stages_reach_as_far_as_the_whole_generator():
+    """The features stage holds the head and the blocks (4 + 2 per block + 1 LR px), the HR
+    stage the rest; together the whole radius (16 blocks: 37 + 3 = 40)."""
+    for blocks, skip in ((16, False), (2, True)):
+        generator = Generator(channels=8, num_blocks=blocks, input_skip=skip)
+        features, reconstruct = stage_radii(generator)
+        assert features == 4 + 2 * blocks + 1
+        assert features + reconstruct == receptive_radius(generator)
+    assert stage_radii(torch.nn.Conv2d(3, 3, 1)) is None  # no stages: run whole
+
+
+@pytest.mark.parametrize("input_skip", [False, True])
+def test_staged_tiles_equal_untiled_and_each_stage_needs_its_whole_reach(input_skip):
+    """Features tiles of 24 px, HR tiles of 10 inside them (several of each, cut unevenly),
+    against one plain forward; with either stage's context one pixel short of its reach the
+    cuts show (the check has teeth)."""
+    torch.manual_seed(0)
+    generator = Generator(channels=8, num_blocks=2, input_skip=input_skip).eval()
+    lr = lr_waves(53, 41, seed=4)
+    reference = _untiled(generator, lr)
+    upscaler = InferencePlan(torch.device("cpu"), "fp32", 10).prepare(generator)
+    assert upscaler.stage_radii == stage_radii(generator)
+
+    def staged(radii):
+        return upscale_tiles_in_stages(upscaler.model, lr, tile=10, feature_tile=24, radii=radii,
+                                       scale=4, device=torch.device("cpu"), dtype=torch.float32,
+                                       memory_format=torch.channels_last)
+
+    features, reconstruct = stage_radii(generator)
+    assert grey_levels(staged((features, reconstruct)), reference).max() <= 1
+    assert grey_levels(staged((0, reconstruct)), reference).max() > 5
+    assert grey_levels(staged((features + reconstruct, 0)), reference).max() > 1
+
+
+def test_an_upscaler_runs_a_generator_in_its_stages_and_other_models_whole(monkeypatch):
+    """What Upscaler.upscale runs: the two stages for a generator (the features once per
+    features tile: 2 x 2 here), the whole model where an overlap is asked for."""
+    torch.manual_seed(0)
+    upscaler = InferencePlan(torch.device("cpu"), "fp32", 8).prepare(
+        Generator(channels=8, num_blocks=2).eval())
+    calls = {"features": 0, "whole": 0}
+    features, forward = upscaler.model.features, upscaler.model.forward
+
+    def counted(name, fn):
+        def wrapped(*args):
+            calls[name] += 1
+            return fn(*args)
+        return wrapped
+
+    monkeypatch.setattr(upscaler.model, "features", counted("features", features))
+    monkeypatch.setattr(upscaler.model, "forward", counted("whole", forward))
+    upscaler.upscale(lr_waves(30, 20))  # features tiles of 16 px: 2 x 2
+    assert calls == {"features": 4, "whole": 0}
+    upscaler.upscale(lr_waves(30, 20), overlap=3)  # approximate: tiles of 8 px, whole model
+    assert calls == {"features": 4 + 4 * 3, "whole": 4 * 3}  # forward calls features too
 
 
 PEAK_RSS_CHILD = """

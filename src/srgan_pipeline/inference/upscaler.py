@@ -26,7 +26,14 @@ from srgan_pipeline.devices import DTYPES, pick_device, precision_choice
 from srgan_pipeline.inference.fusion import inference_model
 from srgan_pipeline.inference.images import upscale_any_mode
 from srgan_pipeline.inference.openvino_runtime import OpenVINOModel, import_openvino
-from srgan_pipeline.inference.tiling import DEFAULT_TILE, receptive_radius, upscale_tiles
+from srgan_pipeline.inference.tiling import (
+    DEFAULT_TILE,
+    FEATURE_TILE_FACTOR,
+    receptive_radius,
+    stage_radii,
+    upscale_tiles,
+    upscale_tiles_in_stages,
+)
 from srgan_pipeline.names import RUNTIMES
 from srgan_pipeline.params.inference import TilePerPrecision
 
@@ -107,7 +114,9 @@ class InferencePlan:
         # the tile stays the plan's when OpenVINO runs another precision: the one asked for
         return Upscaler(model=model, device=self.device, precision=precision,
                         runtime=self.runtime, tile=self.tile, channels_last=channels_last,
-                        scale=scale, receptive_radius=receptive_radius(generator))
+                        scale=scale, receptive_radius=receptive_radius(generator),
+                        # the copy's stages, each reaching as far as the generator's
+                        stage_radii=stage_radii(generator) if stage_radii(model) else None)
 
     def _key(self, name: str) -> str:
         return _key(self.block, name)
@@ -130,6 +139,9 @@ class Upscaler:
     channels_last: bool
     scale: int
     receptive_radius: int
+    # (features, reconstruct) reach of a model run in its two stages (tiling.stage_radii);
+    # None: run whole, each tile with the receptive radius of context (OpenVINO's compiled model)
+    stage_radii: tuple[int, int] | None = None
 
     def upscale(self, lr: np.ndarray, *, overlap: int | None = None) -> np.ndarray:
         """A uint8 HxWx3 RGB array -> uint8 (sH)x(sW)x3, tile by tile (:mod:`.tiling`).
@@ -138,11 +150,16 @@ class Upscaler:
         approximate near the tiles' seams.
         """
         dtype = DTYPES[self.precision] if self.runtime == "torch" else torch.float32
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        if overlap is None and self.stage_radii is not None:  # exact, with less recomputed
+            return upscale_tiles_in_stages(
+                self.model, lr, tile=self.tile, feature_tile=FEATURE_TILE_FACTOR * self.tile,
+                radii=self.stage_radii, scale=self.scale, device=self.device, dtype=dtype,
+                memory_format=memory_format)
         return upscale_tiles(
             self.model, lr, tile=self.tile,
             overlap=self.receptive_radius if overlap is None else overlap, scale=self.scale,
-            device=self.device, dtype=dtype,
-            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            device=self.device, dtype=dtype, memory_format=memory_format)
 
     def upscale_image(self, image: Image.Image) -> Image.Image:
         """A Pillow image of any mode, upscaled; its colour family kept (:mod:`.images`)."""

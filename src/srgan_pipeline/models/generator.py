@@ -163,8 +163,20 @@ class Generator(nn.Module):
                 "Generator expects a batch of RGB low-resolution images shaped "
                 f"(N, 3, H, W) with values in [0, 1]; got shape {tuple(x.shape)}"
             )
+        return self.reconstruct(x, self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The LR-resolution part: head, residual blocks and the global skip (N, C, H, W).
+
+        Split from :meth:`reconstruct` so tiled inference can run each part on tiles of its
+        own size (inference/tiling.py): this part holds nearly all of the receptive radius at
+        a sixteenth of the HR part's memory per pixel.
+        """
         feat = self.head(x)
-        feat = feat + self.body_tail(self.blocks(feat))  # global skip from the head
+        return feat + self.body_tail(self.blocks(feat))  # global skip from the head
+
+    def reconstruct(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """The HR part: ``features(x)`` upsampled to the SR image (``x`` for the input skip)."""
         if self.input_skip:
             # The network learns only the residual over a bicubic upsampling of its input, as
             # BasicSR's MSRResNet does with bilinear. No tanh: it would squash the bicubic
@@ -173,3 +185,9 @@ class Generator(nn.Module):
                                       align_corners=False)
             return unit_to_hr(upsampled) + self.tail(self.upsample(feat))
         return torch.tanh(self.tail(self.upsample(feat)))
+
+    def stage_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The modules of :meth:`features` and of :meth:`reconstruct`, each in forward order
+        (tiling.stage_radii measures each stage's reach from them)."""
+        return (nn.Sequential(self.head, self.blocks, self.body_tail),
+                nn.Sequential(self.upsample, self.tail))
