@@ -29,13 +29,21 @@ Each line prints the median time, GFLOP/s (4.44 MFLOP per LR pixel of the defaul
 multiply-adds counted as 2), the speed-up over plain float32 and the largest difference from
 the plain output in grey levels.
 
+--large N instead compares the rate on an NxN LR image with the rate on a 256x256 one (no
+tile halos: one tile), in useful GFLOP/s (LR pixels x 4.44 MFLOP, recomputed context not
+counted), in --precision with --tile: the project's upscale (a generator in its two stages,
+inference/tiling.py) and the same with the whole model per tile and the receptive radius of
+context (``--whole-model``'s path, as before the stages). Rounds alternate the three.
+
 --peak-memory instead upscales one 2000x2000 LR image (-> 8000x8000, 192 MB of uint8 output)
 with the defaults and prints the time and the process's peak RSS: tiles bound the memory,
 not the image size.
 
     python benchmarks/upscale.py                  # ~1 min on 2 CPU cores
     python benchmarks/upscale.py --tiles 128 512
+    python benchmarks/upscale.py --large 1024 --precision bf16 --repeats 2   # ~3 min
     python benchmarks/upscale.py --peak-memory    # ~4-5 min on 2 CPU cores
+    python benchmarks/upscale.py --peak-memory --whole-model   # as before the two stages
     python benchmarks/upscale.py --peak-memory --precision bf16
     python benchmarks/upscale.py --openvino
     python benchmarks/upscale.py --peak-memory --precision bf16 --runtime openvino
@@ -54,6 +62,7 @@ import numpy as np
 import torch
 
 from srgan_pipeline.inference import DEFAULT_TILE, InferencePlan, upscale
+from srgan_pipeline.inference.tiling import FEATURE_TILE_FACTOR
 from srgan_pipeline.models import Generator
 
 CPU = torch.device("cpu")
@@ -130,6 +139,30 @@ def speed(args: argparse.Namespace) -> None:
               f"(all: {', '.join(f'{t:.2f}' for t in samples)})")  # fmt: skip
 
 
+def large(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    prepared = InferencePlan(CPU, args.precision, args.tile).prepare(Generator().eval())
+    small, big = make_lr(256), make_lr(args.large)
+    variants = {"256x256": (small, None), f"{args.large} stages": (big, None),
+                f"{args.large} whole model": (big, prepared.receptive_radius)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(args.warmup + args.repeats):
+        for name, (lr, overlap) in variants.items():
+            start = time.perf_counter()
+            prepared.upscale(lr, overlap=overlap)
+            if round_ >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    print(f"default Generator, {args.precision}, tile {args.tile} (features tiles "
+          f"{FEATURE_TILE_FACTOR * args.tile}), {torch.get_num_threads()} threads, median of "
+          f"{args.repeats} after {args.warmup} warm-up")
+    rate = {name: GFLOP_PER_LR_PIXEL * lr.shape[0] * lr.shape[1] / statistics.median(times[name])
+            for name, (lr, _) in variants.items()}
+    for name in variants:
+        print(f"  {name:<20} {statistics.median(times[name]):7.2f} s  {rate[name]:5.0f} useful "
+              f"GFLOP/s  {rate[name] / rate['256x256']:.2f} of the 256x256 rate  "
+              f"(all: {', '.join(f'{t:.2f}' for t in times[name])})")
+
+
 def peak_memory(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     generator = Generator().eval()
@@ -137,10 +170,11 @@ def peak_memory(args: argparse.Namespace) -> None:
     prepared = InferencePlan(CPU, args.precision, args.tile, args.runtime).prepare(generator)
     before = peak_rss_mib()
     start = time.perf_counter()
-    out = prepared.upscale(lr)
+    out = prepared.upscale(lr, overlap=prepared.receptive_radius if args.whole_model else None)
     elapsed = time.perf_counter() - start
+    how = "whole model per tile" if args.whole_model or not prepared.stage_radii else "stages"
     print(f"upscale {args.peak_size}x{args.peak_size} -> {out.shape[1]}x{out.shape[0]} "
-          f"({args.runtime} {args.precision}, tile {args.tile}, default overlap, "
+          f"({args.runtime} {args.precision}, tile {args.tile}, {how}, "
           f"{torch.get_num_threads()} threads): "
           f"{elapsed:.1f} s; peak RSS {peak_rss_mib():.0f} MiB (peak before the call {before:.0f} "
           f"MiB; the uint8 output alone is {out.nbytes / 2**20:.0f} MiB)")  # fmt: skip
@@ -157,14 +191,19 @@ def main() -> None:
                         help="add OpenVINO variants (needs the openvino extra)")
     parser.add_argument("--openvino-tiles", type=int, nargs="*", default=[128, 256])
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="for --peak-memory")
+                        help="for --peak-memory and --large")
     parser.add_argument("--runtime", choices=["torch", "openvino"], default="torch",
                         help="for --peak-memory")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="for --peak-memory")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help="for --peak-memory and --large")
     parser.add_argument("--peak-memory", action="store_true")
     parser.add_argument("--peak-size", type=int, default=2000)
+    parser.add_argument("--whole-model", action="store_true",
+                        help="for --peak-memory: each tile through the whole model")
+    parser.add_argument("--large", type=int, default=None, metavar="N",
+                        help="the rate on NxN LR against 256x256 (--precision, --tile)")
     args = parser.parse_args()
-    (peak_memory if args.peak_memory else speed)(args)
+    (peak_memory if args.peak_memory else large if args.large else speed)(args)
 
 
 if __name__ == "__main__":
