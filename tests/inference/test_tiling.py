@@ -8,7 +8,12 @@ import torch
 from conftest import grey_levels, lr_waves
 
 from srgan_pipeline.inference import InferencePlan, receptive_radius, tile_spans, upscale
-from srgan_pipeline.inference.tiling import stage_radii, upscale_tiles, upscale_tiles_in_stages
+from srgan_pipeline.inference.tiling import (
+    features_tile,
+    stage_radii,
+    upscale_tiles,
+    upscale_tiles_in_stages,
+)
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models import Generator, hr_to_unit
 
@@ -110,11 +115,13 @@ def test_staged_tiles_equal_untiled_and_each_stage_needs_its_whole_reach(input_s
     assert grey_levels(staged((features + reconstruct, 0)), reference).max() > 1
 
 
-def test_an_upscaler_runs_a_generator_in_its_stages_and_other_models_whole(monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_upscaler_runs_a_generator_in_its_stages_and_other_models_whole(monkeypatch,
+                                                                            precision):
     """What Upscaler.upscale runs: the two stages for a generator (the features once per
-    features tile: 2 x 2 here), the whole model where an overlap is asked for."""
+    features tile of its precision), the whole model where an overlap is asked for."""
     torch.manual_seed(0)
-    upscaler = InferencePlan(torch.device("cpu"), "fp32", 8).prepare(
+    upscaler = InferencePlan(torch.device("cpu"), precision, 8).prepare(
         Generator(channels=8, num_blocks=2).eval())
     calls = {"features": 0, "whole": 0}
     features, forward = upscaler.model.features, upscaler.model.forward
@@ -127,10 +134,12 @@ def test_an_upscaler_runs_a_generator_in_its_stages_and_other_models_whole(monke
 
     monkeypatch.setattr(upscaler.model, "features", counted("features", features))
     monkeypatch.setattr(upscaler.model, "forward", counted("whole", forward))
-    upscaler.upscale(lr_waves(30, 20))  # features tiles of 16 px: 2 x 2
-    assert calls == {"features": 4, "whole": 0}
+    side = features_tile(8, precision)  # fp32: 8, bf16: 12
+    feature_tiles = len(tile_spans(30, side)) * len(tile_spans(20, side))
+    upscaler.upscale(lr_waves(30, 20))
+    assert calls == {"features": feature_tiles, "whole": 0}
     upscaler.upscale(lr_waves(30, 20), overlap=3)  # approximate: tiles of 8 px, whole model
-    assert calls == {"features": 4 + 4 * 3, "whole": 4 * 3}  # forward calls features too
+    assert calls == {"features": feature_tiles + 4 * 3, "whole": 4 * 3}  # forward: features
 
 
 PEAK_RSS_CHILD = """

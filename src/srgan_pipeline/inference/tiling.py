@@ -18,7 +18,7 @@ Why tiling is exact here (not an approximation that needs blending):
 * The context is recomputed work: 40 LR px around a 256 px core is 72 % more pixels. A
   :class:`Generator` is therefore run in its two stages (:func:`upscale_tiles_in_stages`): the
   LR-resolution features (head and residual blocks: 37 of the 40 px of radius, and about half
-  the FLOPs, at a sixteenth of the HR part's memory per pixel) on large tiles, then the HR
+  the FLOPs, at a quarter of the HR part's memory per LR pixel) on larger tiles, then the HR
   reconstruction on the usual tiles from those features, with only its own 3 px of context.
   The same argument makes each stage exact: a stage's kept outputs are at least its own radius
   from any cut.
@@ -44,7 +44,8 @@ from torch import nn
 from srgan_pipeline.metrics import quantize
 from srgan_pipeline.models.generator import hr_to_unit
 
-__all__ = ["DEFAULT_TILE", "FEATURE_TILE_FACTOR", "receptive_radius", "stage_radii",
+__all__ = ["DEFAULT_TILE", "FEATURE_TILE_FACTOR", "features_tile", "receptive_radius",
+           "stage_radii",
            "tile_spans", "upscale_tiles", "upscale_tiles_in_stages"]
 
 # LR pixels per tile core. Large tiles waste less on recomputed context (a tile runs
@@ -53,12 +54,20 @@ __all__ = ["DEFAULT_TILE", "FEATURE_TILE_FACTOR", "receptive_radius", "stage_rad
 # 64-channel HR feature map. Tile sizes compared: benchmarks/upscale.py --tiles.
 DEFAULT_TILE = 256
 
-# The features stage's tiles are this many reconstruction tiles per side: its activations cost
-# about a quarter of the HR stage's per LR pixel (64 channels at LR against 256 channels at 2x
-# and 3 x 16 at 4x), so twice the side keeps the peak near one HR tile's
-# (benchmarks/upscale.py --peak-memory), and a 512 px core recomputes 34 % more pixels in that
-# stage instead of 72 %.
-FEATURE_TILE_FACTOR = 2
+# The features stage's tile side, in HR-stage tiles, per precision. Larger means less
+# recomputed context (a 384 px core reads 46 % more pixels in that stage, a 256 px one 72 %),
+# but a 64-channel LR map that outgrows the last-level cache slows every conv: on a Zen 4
+# (32 MB L3) a features pass costs the same per pixel up to a 464 px read in bf16 (28 MB a
+# map) and 30 % more at 592; in fp32 (twice the bytes) already 36 % more at 464. Measured with
+# benchmarks/upscale.py --large (benchmarks/results/, the large-image note). The HR stage's
+# activations per LR pixel are about 4x the features stage's, so the peak memory stays near
+# one HR tile's.
+FEATURE_TILE_FACTOR = {"fp32": 1.0, "bf16": 1.5}
+
+
+def features_tile(tile: int, precision: str) -> int:
+    """The features stage's LR tile side for HR-stage tiles of ``tile`` in ``precision``."""
+    return max(1, round(FEATURE_TILE_FACTOR[precision] * tile))
 
 
 def receptive_radius(generator: nn.Module) -> int:

@@ -28,7 +28,7 @@ from srgan_pipeline.inference.images import upscale_any_mode
 from srgan_pipeline.inference.openvino_runtime import OpenVINOModel, import_openvino
 from srgan_pipeline.inference.tiling import (
     DEFAULT_TILE,
-    FEATURE_TILE_FACTOR,
+    features_tile,
     receptive_radius,
     stage_radii,
     upscale_tiles,
@@ -153,7 +153,8 @@ class Upscaler:
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         if overlap is None and self.stage_radii is not None:  # exact, with less recomputed
             return upscale_tiles_in_stages(
-                self.model, lr, tile=self.tile, feature_tile=FEATURE_TILE_FACTOR * self.tile,
+                self.model, lr, tile=self.tile,
+                feature_tile=features_tile(self.tile, self.precision),
                 radii=self.stage_radii, scale=self.scale, device=self.device, dtype=dtype,
                 memory_format=memory_format)
         return upscale_tiles(

@@ -170,7 +170,7 @@ class Generator(nn.Module):
 
         Split from :meth:`reconstruct` so tiled inference can run each part on tiles of its
         own size (inference/tiling.py): this part holds nearly all of the receptive radius at
-        a sixteenth of the HR part's memory per pixel.
+        a quarter of the HR part's memory per LR pixel.
         """
         feat = self.head(x)
         return feat + self.body_tail(self.blocks(feat))  # global skip from the head
