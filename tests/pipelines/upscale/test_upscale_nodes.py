@@ -94,7 +94,8 @@ def test_auto_precision_follows_the_bf16_units_and_is_reported(tmp_path, tiny_ge
                                                                monkeypatch, bf16_units, expected):
     folder = tmp_path / "in"
     write_image(folder / "a.png", (12, 10), seed=1)
-    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: bf16_units)
+    monkeypatch.setattr(devices, "bf16_verdict",
+                        lambda device: devices.Bf16Verdict(bf16_units, "as the test says"))
     outputs, report = run(folder, precision="auto")
     assert report["precision"] == expected
     fp32 = np.asarray(run(folder, precision="fp32")[0]["a"]())
@@ -176,6 +177,7 @@ def test_the_precision_tagged_and_reported_is_the_one_that_ran(tmp_path, tiny_ge
     write_image(tmp_path / "a.png", (12, 10), seed=2)
     outputs, report = run(tmp_path, runtime="openvino", precision="bf16",
                           tile={"fp32": 8, "bf16": 16})
-    assert tags == {"upscale.precision": "fp32", "upscale.tile": 16, "upscale.runtime": "openvino"}
+    assert tags == {"upscale.precision": "fp32", "upscale.tile": 16, "upscale.runtime": "openvino",
+                    "upscale.precision_reason": "upscale.precision=bf16, as set"}
     assert (report["precision"], report["runtime"]) == ("fp32", "openvino")
     assert outputs["a"]().size == (48, 40)
