@@ -10,7 +10,7 @@ import sys
 import torch
 from conftest import conf_parameters
 
-from srgan_pipeline.devices import use_bf16_autocast
+from srgan_pipeline.devices import cpu_bf16, use_bf16_autocast
 from srgan_pipeline.params import validate_params
 from srgan_pipeline.training.job import Job, announce, build_device
 
@@ -40,6 +40,7 @@ def test_the_run_is_announced_with_its_settings_as_tags():
     assert tags == {"pretrain.device": cpu, "pretrain.perceptual_weights": "unused",
                     "pretrain.channels_last": one.cfg.channels_last,
                     "pretrain.amp_bf16": use_bf16_autocast(one.cfg.amp_bf16, cpu),  # "auto"
+                    "pretrain.amp_bf16_reason": cpu_bf16().reason,
                     "pretrain.in_progress_checkpoint": "in_progress/pretrain-x.pt"}
     two = job("adversarial", distributed=QUICKSTART["distributed"] | {"nproc_per_node": 2})
     tags = announce(two, torch.device("cpu"), "c.pt")
