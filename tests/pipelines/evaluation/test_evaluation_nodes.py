@@ -125,7 +125,8 @@ def test_the_precision_tagged_and_tabled_is_the_one_that_ran(monkeypatch, openvi
               "figures": {"crop": 16, "default_count": 0, "images": {}}}
     per_image, _, _ = nodes.evaluate_models(_pairs(), dict, dict, 4, params)
     assert tags == {"evaluation.precision": "fp32", "evaluation.tile": 16,
-                    "evaluation.runtime": "openvino"}
+                    "evaluation.runtime": "openvino",
+                    "evaluation.precision_reason": "evaluation.precision=bf16, as set"}
     assert per_image.groupby("model").precision.unique().to_dict() == {
         "bicubic": ["fp64"], "srgan": ["fp32"], "srresnet": ["fp32"]}
 
