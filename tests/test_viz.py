@@ -101,11 +101,13 @@ def _save_evaluation_outputs(workdir: Path) -> None:
         {"set": ["set5"] * 3, "image": ["baby"] * 3, "model": ["bicubic", "srresnet", "srgan"],
          "psnr_y": [31.8, 34.1, 32.9], "lpips": [0.31, 0.22, 0.12]}))
     catalog.save("evaluation_summary", {"set5": {"srgan": {"psnr_y": 32.9, "images": 1}}})
-    from srgan_pipeline.evaluation import perception_distortion_figure
+    from srgan_pipeline.evaluation import perception_distortion_figure, perception_distortion_points
 
-    catalog.save("evaluation_perception_distortion", perception_distortion_figure(
+    points = perception_distortion_points(
         {"set5": {"bicubic": {"psnr_y": 31.8, "lpips": 0.31, "lpips_weights": "alex/imagenet"},
-                  "srgan": {"psnr_y": 32.9, "lpips": 0.12, "lpips_weights": "alex/imagenet"}}}))
+                  "srgan": {"psnr_y": 32.9, "lpips": 0.12, "lpips_weights": "alex/imagenet"}}})
+    catalog.save("evaluation_perception_distortion", perception_distortion_figure(points))
+    catalog.save("evaluation_perception_distortion_points", points)
 
 
 def _check_graph(view: dict, pipeline, layers: dict[str, str], label: str) -> None:
@@ -167,7 +169,8 @@ def test_kedro_viz_build_holds_every_pipeline_node_and_layer(tmp_path, monkeypat
     details = {name: json.loads((api / "nodes" / ids[name]).read_text())
                for name in ("evaluation_comparisons", "evaluation_sr_samples",
                             "evaluation_per_image", "evaluation_summary",
-                            "evaluation_perception_distortion")}
+                            "evaluation_perception_distortion",
+                            "evaluation_perception_distortion_points")}
     for name in ("evaluation_comparisons", "evaluation_sr_samples",
                  "evaluation_perception_distortion"):
         assert details[name]["preview_type"] == "ImagePreview", (name, _tail(log))
@@ -180,6 +183,9 @@ def test_kedro_viz_build_holds_every_pipeline_node_and_layer(tmp_path, monkeypat
     assert len(table["preview"]["data"]) == 3
     assert details["evaluation_summary"]["preview_type"] == "JSONPreview"
     assert json.loads(details["evaluation_summary"]["preview"])["set5"]["srgan"]["images"] == 1
+    assert details["evaluation_perception_distortion_points"]["preview_type"] == "JSONPreview"
+    preview = json.loads(details["evaluation_perception_distortion_points"]["preview"])
+    assert [p["label"] for p in preview["sets"]["set5"]["points"]] == ["bicubic", "srgan"]
 
 
 def _get_json(url: str):

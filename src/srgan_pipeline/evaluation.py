@@ -199,32 +199,153 @@ def comparison_figure(panels: dict[str, np.ndarray], scale: int, crop: int, zoom
     return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
 
 
-def perception_distortion_figure(summary: dict[str, Any]) -> np.ndarray:
-    """Blau and Michaeli's perception-distortion plane, one panel per set: each model a point
-    of Y-PSNR (distortion, higher is better: right) against LPIPS (perception, lower is better:
-    down), from the evaluation summary JSON; an RGB array (a set scored without LPIPS says so)."""
+def perception_distortion_points(summary: dict[str, Any],
+                                 registry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the perception-distortion figure draws, per set: each model of the evaluation
+    summary (JSON) and each registered version the champion rule compares, a point of Y-PSNR
+    and LPIPS, labelled (``srgan v4``, ``@champion`` on the alias's holder), plus how many
+    compared versions were left out and why.
+
+    ``registry`` (``serving.nodes.compared_versions``; None: the evaluation alone):
+    ``model_name``, ``alias``, ``score_rule``, ``sets`` (the rule's), ``evaluated`` (this
+    evaluation's model -> registered version), ``versions`` (each ``version``, ``model``,
+    ``aliases``, ``score_rule``, ``scores`` ``{set: {metric: mean}}``, ``lpips_weights``) and,
+    when none may be shown, ``not_shown_because``. A version is drawn only where its LPIPS was
+    computed with the same weights as this evaluation's: a random backbone's number (NOT LPIPS)
+    never sits beside a real LPIPS, nor alex beside vgg.
+    """
+    registry = registry or {}
+    evaluated, alias = registry.get("evaluated", {}), registry.get("alias")
+    versions = {v["version"]: v for v in registry.get("versions", [])}
+    compared = [v for v in versions.values() if v["score_rule"] == registry.get("score_rule")
+                and v["version"] not in evaluated.values()]
+    if registry.get("not_shown_because"):
+        compared = []
+    sets = {}
+    for eval_set, models in summary.items():
+        weights = _lpips_weights(models)
+        points = [_point(model, row, evaluated.get(model), versions, alias, "evaluation")
+                  for model, row in models.items()] if weights else []
+        left_out: dict[str, int] = {}
+        for version in compared if weights and eval_set in registry.get("sets", ()) else []:
+            reason = _left_out_because(version, eval_set, weights)
+            if reason:
+                left_out[reason] = left_out.get(reason, 0) + 1
+            else:
+                points.append(_point(version["model"], version["scores"][eval_set],
+                                     version["version"], versions, alias, "registry"))
+        sets[eval_set] = {"lpips_weights": weights, "points": points, "left_out": left_out}
+    rule = registry.get("score_rule")
+    return {"sets": sets, "registry": {
+        key: registry.get(key) for key in ("model_name", "alias", "score_rule", "sets",
+                                           "not_shown_because")} | {
+        "champion": next((v for v, d in versions.items() if alias in d["aliases"]), None),
+        "versions": len(versions),
+        "other_rules": sum(v["score_rule"] != rule for v in versions.values())}}
+
+
+def _lpips_weights(models: dict[str, dict[str, Any]]) -> str | None:
+    """What every model's LPIPS of a set was computed with (``alex/imagenet``), None without."""
+    if not models or not all("lpips" in row for row in models.values()):
+        return None
+    return next(iter(models.values())).get("lpips_weights", "alex/imagenet")
+
+
+def _left_out_because(version: dict[str, Any], eval_set: str, weights: str) -> str | None:
+    scores = version["scores"].get(eval_set, {})
+    if "psnr_y" not in scores:
+        return "no per-set scores (registered before they were tagged)"
+    if "lpips" not in scores:
+        return "scored without LPIPS"
+    if version.get("lpips_weights") != weights:
+        return f"LPIPS-{version.get('lpips_weights')}, not comparable"
+    return None
+
+
+def _point(model: str, scores: dict[str, Any], version: int | None, versions: dict[int, dict],
+           alias: str | None, source: str) -> dict[str, Any]:
+    champion = version is not None and alias in versions.get(version, {}).get("aliases", [])
+    label = " ".join([model] + ([f"v{version}"] if version is not None else [])
+                     + ([f"@{alias}"] if champion else []))
+    return {"label": label, "model": model, "version": version, "source": source,
+            "champion": champion, "psnr_y": float(scores["psnr_y"]),
+            "lpips": float(scores["lpips"])}
+
+
+def perception_distortion_figure(points: dict[str, Any]) -> np.ndarray:
+    """Blau and Michaeli's perception-distortion plane, one panel per set: each point of
+    :func:`perception_distortion_points` at its Y-PSNR (distortion, higher is better: right)
+    and LPIPS (perception, lower is better: down); this evaluation's models filled, registered
+    versions hollow, the champion starred; under each panel, the compared versions not drawn
+    and why. An RGB array (a set scored without LPIPS says so)."""
     # no pyplot: no display and no global state
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4 * len(summary), 3.4), dpi=100, layout="constrained")
-    for axes, (eval_set, models) in zip(figure.subplots(1, len(summary), squeeze=False)[0],
-                                        summary.items(), strict=True):
-        if not all("lpips" in row for row in models.values()):
+    sets = points["sets"]
+    figure = Figure(figsize=(4.4 * len(sets), 3.8), dpi=100, layout="constrained")
+    for axes, (eval_set, panel) in zip(figure.subplots(1, len(sets), squeeze=False)[0],
+                                       sets.items(), strict=True):
+        if not panel["lpips_weights"]:
             axes.set_title(eval_set)
             axes.text(0.5, 0.5, "LPIPS not scored\n(evaluation.lpips: null)", ha="center")
             axes.axis("off")
             continue
-        for model, row in models.items():
-            axes.scatter(row["psnr_y"], row["lpips"], s=36)
-            axes.annotate(model, (row["psnr_y"], row["lpips"]), textcoords="offset points",
-                          xytext=(5, 4), fontsize=9)
-        net, _, weights = next(iter(models.values())).get("lpips_weights", "").partition("/")
+        _draw_points(axes, panel["points"])
+        net, _, weights = panel["lpips_weights"].partition("/")
         random = "\nRANDOM LPIPS backbone: not LPIPS" if weights == "random" else ""
         axes.set_title(eval_set + random, fontsize=10)
         axes.set(xlabel="PSNR-Y (dB), higher is better", ylabel=f"LPIPS-{net}, lower is better")
         axes.margins(x=0.3, y=0.2)
         axes.grid(alpha=0.3)
+        caption = _caption(panel, points["registry"], eval_set)
+        if caption:
+            axes.annotate(caption, (0, 0), xycoords="axes fraction", xytext=(0, -30),
+                          textcoords="offset points", va="top", fontsize=7, wrap=True)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _draw_points(axes, points: list[dict[str, Any]]) -> None:
+    registered = [p for p in points if p["source"] == "registry"]
+    for point in points:
+        hollow = point["source"] == "registry"
+        axes.scatter(point["psnr_y"], point["lpips"], s=36, marker="D" if hollow else "o",
+                     facecolors="none" if hollow else None,
+                     edgecolors="grey" if hollow else None)
+        if point["champion"]:
+            axes.scatter(point["psnr_y"], point["lpips"], s=160, marker="*", color="gold",
+                         edgecolors="black", linewidths=0.5, zorder=3)
+        axes.annotate(point["label"], (point["psnr_y"], point["lpips"]), fontsize=8,
+                      textcoords="offset points", xytext=(5, 4),
+                      color="dimgrey" if hollow else "black")
+    if registered:
+        axes.legend(handles=_legend_handles(any(p["champion"] for p in points)), fontsize=7,
+                    loc="best")
+
+
+def _legend_handles(champion: bool) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", label="this evaluation"),
+               Line2D([], [], marker="D", linestyle="", markerfacecolor="none",
+                      markeredgecolor="grey", label="registered version")]
+    if champion:
+        handles.append(Line2D([], [], marker="*", linestyle="", markersize=11, color="gold",
+                              markeredgecolor="black", label="champion"))
+    return handles
+
+
+def _caption(panel: dict[str, Any], registry: dict[str, Any], eval_set: str) -> str:
+    """Which registered versions the panel shows, and how many it leaves out and why."""
+    if not registry.get("model_name") or registry.get("not_shown_because"):
+        because = registry.get("not_shown_because") or "no registry"
+        return f"registered versions not shown: {because}"
+    if eval_set not in (registry.get("sets") or ()):
+        return f"registered versions compared on {', '.join(registry['sets'] or [])} only"
+    shown = sum(p["source"] == "registry" for p in panel["points"])
+    lines = [f"{registry['model_name']}, {registry['score_rule']}: {shown} earlier "
+             f"version(s) shown"]
+    lines += [f"{count} left out: {reason}" for reason, count in panel["left_out"].items()]
+    return "\n".join(lines)

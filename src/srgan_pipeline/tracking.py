@@ -81,6 +81,11 @@ def log_image(image: np.ndarray, artifact_file: str) -> None:
         mlflow.log_image(image, artifact_file=artifact_file)
 
 
+def log_dict(data: dict[str, Any], artifact_file: str) -> None:
+    if active():
+        mlflow.log_dict(data, artifact_file)
+
+
 def log_state(state: dict[str, Any], artifact_file: str) -> None:
     """``torch.save`` a state dict as an artifact: this run's own state, never a shared file."""
     if not active():

@@ -184,3 +184,37 @@ def test_the_same_weights_scored_again_update_their_version(client):
                                                    "score_rule": "r"})
     assert again.version == first.version and again.tags["score"] == "2.0"
     assert len(client.search_model_versions("name = 'again'")) == 1
+
+
+def test_scored_again_the_per_set_scores_are_replaced_as_a_whole(client):
+    """A second evaluation on another set (or without LPIPS) leaves none of the first's per-set
+    tags behind to pass for its own; subset tags, and other tags, are not touched."""
+    source = _source("s")
+    register_version(client, "sets", source, {
+        "weights_sha256": "d", "score": "20.0", "psnr_y.a": "20.0", "lpips.a": "0.3",
+        "lpips_weights": "alex/random", "subset_psnr_y.a": "21.0", "note": "kept"},
+        scores_prefix="")
+    again = register_version(client, "sets", source, {
+        "weights_sha256": "d", "score": "22.0", "psnr_y.b": "22.0"}, scores_prefix="")
+    assert {key: again.tags[key] for key in again.tags if key != "weights_sha256"} == {
+        "score": "22.0", "psnr_y.b": "22.0", "subset_psnr_y.a": "21.0", "note": "kept"}
+
+
+def test_scored_versions_read_each_version_s_per_set_scores_and_aliases(client):
+    from srgan_pipeline.serving.registry import scored_versions, set_score_tag
+
+    assert scored_versions(client, "nothing registered") == []
+    rule = "mean psnr_y over a"
+    register_version(client, "scored", _source("o"), {"weights_sha256": "1", "model": "srgan",
+                                                      "score": "20.0", "score_rule": rule})
+    register_version(client, "scored", _source("n"), {
+        "weights_sha256": "2", "model": "srresnet", "score": "21.0", "score_rule": rule,
+        set_score_tag("psnr_y", "a.b"): "21.0", set_score_tag("lpips", "a.b"): "0.25",
+        set_score_tag("psnr_y", "a.b", "subset_"): "9.0", "lpips_weights": "alex/imagenet"})
+    client.set_registered_model_alias("scored", "champion", "2")
+    assert scored_versions(client, "scored") == [
+        {"version": 1, "model": "srgan", "aliases": [], "score_rule": rule, "scores": {},
+         "lpips_weights": None, "niqe_model": None},  # registered before per-set tags
+        {"version": 2, "model": "srresnet", "aliases": ["champion"], "score_rule": rule,
+         "scores": {"a.b": {"psnr_y": 21.0, "lpips": 0.25}}, "lpips_weights": "alex/imagenet",
+         "niqe_model": None}]

@@ -6,6 +6,7 @@ Both do nothing outside an MLflow run (a unit test, a notebook), as :mod:`..trac
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import mlflow
@@ -17,11 +18,16 @@ from srgan_pipeline.model_card import training_data
 from srgan_pipeline.names import GENERATOR_DATASETS, METRIC_DIRECTIONS
 from srgan_pipeline.params import ServingParams, validate_params
 from srgan_pipeline.serving.model import log_generator_model
-from srgan_pipeline.serving.registry import register_version, set_champion
+from srgan_pipeline.serving.registry import (
+    SCORE_SOURCES,
+    register_version,
+    scored_versions,
+    set_champion,
+    set_score_tag,
+)
 from srgan_pipeline.training_store import TrainingStore
 
 logger = logging.getLogger(__name__)
-
 
 
 def log_generator_models(generator_pretrained: CheckpointLoader, generator_gan: CheckpointLoader,
@@ -56,7 +62,7 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
     rule = f"mean {metric} over {' '.join(sets)}" + (", lower is better"
                                                      if direction == "lower" else "")
     report: dict[str, Any] = {"model_name": name, "alias": alias, "score_rule": rule,
-                              "registered": [], "champion": None}
+                              "sets": sets, "registered": [], "champion": None}
     if not name or not tracking.active():
         report["skipped_because"] = ("serving.registry.model_name is null" if not name
                                      else "no MLflow run is active")
@@ -66,8 +72,10 @@ def register_generators(generator_pretrained: CheckpointLoader, generator_gan: C
     bicubic = _mean(evaluation_summary, sets, "bicubic", metric)
     for model in [m for m in GENERATOR_DATASETS if all(m in evaluation_summary[s] for s in sets)]:
         score = _mean(evaluation_summary, sets, model, metric)
-        tags = _score_tags(score, bicubic, rule, scored_on, full) | {
-            ("" if full else "subset_") + "score_direction": direction}
+        prefix = "" if full else "subset_"
+        tags = (_score_tags(score, bicubic, rule, scored_on, full)
+                | {prefix + "score_direction": direction}
+                | _set_score_tags(evaluation_summary, sets, model, prefix))
         report["registered"].append(_register(client, name, model, tags, settings, score,
                                               generator_checkpoint(model, generator_pretrained,
                                                                    generator_gan)))
@@ -108,12 +116,28 @@ def _score_tags(score: float, bicubic: float | None, rule: str, scored_on: str,
     return tags
 
 
+def _set_score_tags(summary: dict[str, Any], sets: list[str], model: str,
+                    prefix: str) -> dict[str, str]:
+    """``model``'s mean of every metric on each set of the rule (``psnr_y.<set>``,
+    ``lpips.<set>``; NIQE of a set with no NIQE block left out) and what LPIPS / NIQE were
+    computed with: the perception-distortion figure places the version by them."""
+    rows = {s: summary[s][model] for s in sets}
+    tags = {set_score_tag(metric, s, prefix): f"{row[metric]:.6f}" for s, row in rows.items()
+            for metric in METRIC_DIRECTIONS if math.isfinite(row.get(metric, math.nan))}
+    for source in SCORE_SOURCES:  # one value in one evaluation: every set ran the same metric
+        values = sorted({row[source] for row in rows.values() if source in row})
+        if values:
+            tags[prefix + source] = " ".join(values)
+    return tags
+
+
 def _register(client: mlflow.MlflowClient, name: str, model: str, tags: dict[str, str],
               settings: ServingParams, score: float, checkpoint: CheckpointLoader
               ) -> dict[str, Any]:
     uri, digest = log_generator_model(checkpoint(), model=model, **_model_settings(settings))
     version = register_version(client, name, uri, {"weights_sha256": digest, "model": model,
-                                                   **tags})
+                                                   **tags},
+                               scores_prefix="" if "score" in tags else "subset_")
     return {"model": model, "version": int(version.version), "score": score,
             "scored_on_full_sets": "score" in tags, "model_uri": uri}
 
@@ -146,3 +170,21 @@ def _scored_sets(sets: tuple[str, ...] | None, summary: dict[str, Any]) -> list[
         raise ValueError(f"serving.registry.sets: {missing} not scored in this evaluation "
                          f"(scored: {sorted(summary)})")
     return sets
+
+
+def compared_versions(model_registry_report: dict[str, Any]) -> dict[str, Any]:
+    """The registry that ``register_generators`` reported on, as the perception-distortion
+    figure reads it (``evaluation.perception_distortion_points``): its versions with their
+    per-set scores, which of them this evaluation registered, and why none may be shown (no
+    registry, no MLflow run, or a subset evaluation, whose means are not the full sets')."""
+    report = model_registry_report
+    registry = {key: report.get(key) for key in ("model_name", "alias", "score_rule", "sets")}
+    registry["evaluated"] = {row["model"]: row["version"] for row in report["registered"]}
+    registry["versions"] = []
+    if "skipped_because" in report:
+        return registry | {"not_shown_because": report["skipped_because"]}
+    if "champion_unchanged_because" in report:
+        registry["not_shown_because"] = ("this evaluation scored a subset: the registered "
+                                         "versions' scores are over the full sets")
+    registry["versions"] = scored_versions(mlflow.MlflowClient(), report["model_name"])
+    return registry

@@ -13,6 +13,11 @@ interpolation it is meant to replace is never served as the best. A subset evalu
 (``evaluation.images_per_set``) records ``subset_*`` tags only, so a screening run can neither
 overwrite a full-set score nor move the alias. A generator is registered once (tag
 ``weights_sha256``); scoring it again updates its tags.
+
+Beside the mean, each version carries the per-set means of that same evaluation, one tag per
+metric and set (``psnr_y.<set>``, ``lpips.<set>``, ...: :func:`set_score_tag`), and what LPIPS
+and NIQE were computed with (``lpips_weights``, e.g. ``alex/random``: NOT LPIPS; ``niqe_model``),
+so that the perception-distortion figure can place every compared version beside a new one.
 """
 
 from __future__ import annotations
@@ -25,23 +30,51 @@ import mlflow
 import torch
 from mlflow.entities.model_registry import ModelVersion
 
+from srgan_pipeline.names import METRIC_DIRECTIONS
 from srgan_pipeline.serving.model import ARTIFACT
 
-__all__ = ["beats_bicubic", "describe_versions", "load_model_checkpoint",
-           "register_version", "set_champion", "versions_of_weights"]
+__all__ = ["SCORE_SOURCES", "beats_bicubic", "describe_versions", "load_model_checkpoint",
+           "register_version", "scored_versions", "set_champion", "set_score_tag",
+           "versions_of_weights"]
+
+# What a version's per-set LPIPS / NIQE tags were computed with (evaluation's columns of them)
+SCORE_SOURCES = ("lpips_weights", "niqe_model")
+
+
+def set_score_tag(metric: str, eval_set: str, prefix: str = "") -> str:
+    """The version tag of one metric's mean over one set: ``psnr_y.urban100``; ``prefix``
+    ``subset_`` for a subset evaluation's."""
+    return f"{prefix}{metric}.{eval_set}"
+
+
+def is_score_tag(key: str, prefix: str = "") -> bool:
+    """Whether ``key`` is a per-set score tag (:func:`set_score_tag`) or one of their
+    :data:`SCORE_SOURCES` under ``prefix``: the tags one evaluation writes together."""
+    if not key.startswith(prefix):
+        return False
+    metric, dot, _ = key.removeprefix(prefix).partition(".")
+    return (bool(dot) and metric in METRIC_DIRECTIONS) or key.removeprefix(prefix) in SCORE_SOURCES
 
 
 def register_version(client: mlflow.MlflowClient, name: str, model_uri: str,
-                     tags: dict[str, str]) -> ModelVersion:
-    """Register ``model_uri`` under ``name`` (once per weights digest); its tags updated."""
+                     tags: dict[str, str], scores_prefix: str | None = None) -> ModelVersion:
+    """Register ``model_uri`` under ``name`` (once per weights digest); its tags updated.
+
+    ``scores_prefix`` (``""`` full-set, ``subset_``): the version's per-set score tags under
+    it are replaced as a whole (:func:`is_score_tag`): an earlier evaluation's score of another
+    set, or of a metric not scored now, would otherwise pass for this one's.
+    """
     digest = tags["weights_sha256"]
     existing = versions_of_weights(client, name, digest)
-    if existing:
-        version = existing[0]
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version.version, key, value)
-        return client.get_model_version(name, version.version)
-    return mlflow.register_model(model_uri, name, tags=tags)
+    if not existing:
+        return mlflow.register_model(model_uri, name, tags=tags)
+    version = existing[0]
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    for key in version.tags.keys() - tags.keys():
+        if scores_prefix is not None and is_score_tag(key, scores_prefix):
+            client.delete_model_version_tag(name, version.version, key)
+    return client.get_model_version(name, version.version)
 
 
 def set_champion(client: mlflow.MlflowClient, name: str, alias: str, score_rule: str,
@@ -130,3 +163,27 @@ def describe_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, 
     return [{"version": int(v.version), "aliases": sorted(aliases.get(int(v.version), [])),
              "model": v.tags.get("model"), "score": v.tags.get("score"),
              "score_rule": v.tags.get("score_rule")} for v in versions]
+
+
+def scored_versions(client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
+    """Every version of ``name``, oldest first, as the perception-distortion figure reads it:
+    ``version``, ``model``, ``aliases``, its full-set ``score_rule`` (None if it has none),
+    ``scores`` (``{set: {metric: mean}}`` from its per-set tags; empty for a version registered
+    before those were written) and the :data:`SCORE_SOURCES` it records."""
+    versions = sorted(client.search_model_versions(f"name = '{name}'"),
+                      key=lambda v: int(v.version))
+    aliases: dict[int, list[str]] = {}  # search_model_versions leaves ModelVersion.aliases empty
+    for alias, version in (client.get_registered_model(name).aliases if versions else {}).items():
+        aliases.setdefault(int(version), []).append(alias)
+    described = []
+    for version in versions:
+        scores: dict[str, dict[str, float]] = {}
+        for key, value in version.tags.items():
+            if is_score_tag(key) and key not in SCORE_SOURCES:
+                metric, _, eval_set = key.partition(".")
+                scores.setdefault(eval_set, {})[metric] = float(value)
+        described.append({"version": int(version.version), "model": version.tags.get("model"),
+                          "aliases": sorted(aliases.get(int(version.version), [])),
+                          "score_rule": version.tags.get("score_rule"), "scores": scores,
+                          **{s: version.tags.get(s) for s in SCORE_SOURCES}})
+    return described

@@ -7,12 +7,14 @@ import mlflow
 import numpy as np
 import pytest
 from conftest import (
+    REGISTERED_MODEL,
     copy_project,
     kedro_project,
     kedro_run,
     kedro_run_fails,
     latest_version,
     new_version,
+    registry_client,
     versions,
     write_image,
 )
@@ -102,7 +104,7 @@ def test_the_mlflow_run_holds_losses_and_evaluation_metrics(quickstart):
     assert "perception_distortion.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
     plane = Image.open(latest_version(workdir / "data" / "08_reporting" /
                                       "evaluation_perception_distortion.png"))
-    assert plane.mode == "RGB" and plane.size == (400, 340)
+    assert plane.mode == "RGB" and plane.size == (440, 380)
 
 
 def test_upscale_keeps_names_skips_a_corrupt_file_and_handles_alpha(quickstart, tmp_path):
@@ -157,3 +159,49 @@ def test_a_scale_other_than_the_checkpoints_is_refused_before_scoring(quickstart
     assert "scale=2 (params:scale) but the srresnet checkpoint upscales x4" in output
     assert "the srgan checkpoint upscales x4" in output and "--params=scale=4" in output
     assert "Scored" not in output and versions(reporting) == before
+
+
+def test_registered_versions_carry_per_set_scores_and_are_points_of_the_next_figure(
+        quickstart, tmp_path):
+    """The quickstart's evaluation tagged each version with its per-set scores and drew its
+    generators with their version numbers; a second evaluation (bicubic alone) draws those
+    versions beside bicubic, and counts one stripped of its per-set tags (as one registered
+    before they were written) instead of drawing it."""
+    workdir = copy_project(quickstart[0], tmp_path / "project")
+    reporting = workdir / "data" / "08_reporting"
+    summary = json.loads(latest_version(reporting / "evaluation_summary.json").read_text())
+    client = registry_client(workdir)
+    registered = {v.tags["model"]: v for v in
+                  client.search_model_versions(f"name = '{REGISTERED_MODEL}'")}
+    for model, version in registered.items():
+        scores = summary["skimage_heldout"][model]
+        for metric in ("psnr_y", "ssim_y", "psnr_rgb", "lpips"):
+            assert float(version.tags[f"{metric}.skimage_heldout"]) == pytest.approx(
+                scores[metric], abs=1e-6), (model, metric)
+        assert version.tags["lpips_weights"] == "alex/random"  # the quickstart's opt-in
+    first = json.loads(latest_version(reporting / "evaluation_perception_distortion.json")
+                       .read_text())["sets"]["skimage_heldout"]
+    assert sorted(p["label"] for p in first["points"]) == sorted(
+        ["bicubic", *(f"{m} v{v.version}" for m, v in registered.items())])
+
+    stripped = registered["srgan"]
+    for key in [k for k in stripped.tags if k.endswith(".skimage_heldout")]:
+        client.delete_model_version_tag(REGISTERED_MODEL, stripped.version, key)
+    figures = reporting / "evaluation_perception_distortion.json"
+    before = versions(figures)
+    kedro_run(workdir, "--pipelines=evaluation", "--params=evaluation.models=bicubic")
+    points = json.loads((figures / new_version(figures, before) / figures.name).read_text())
+    panel = points["sets"]["skimage_heldout"]
+    srresnet = registered["srresnet"]
+    assert [(p["label"], p["source"]) for p in panel["points"]] == [
+        ("bicubic", "evaluation"), (f"srresnet v{srresnet.version}", "registry")]
+    assert panel["points"][1]["psnr_y"] == pytest.approx(
+        summary["skimage_heldout"]["srresnet"]["psnr_y"], abs=1e-6)
+    assert panel["left_out"] == {"no per-set scores (registered before they were tagged)": 1}
+    aliases = client.get_registered_model(REGISTERED_MODEL).aliases
+    assert points["registry"]["champion"] == (int(aliases["champion"]) if aliases else None)
+    assert points["registry"]["score_rule"] == "mean psnr_y over skimage_heldout"
+    run = max(client.search_runs([client.get_experiment_by_name("srgan_pipeline")
+                                  .experiment_id]), key=lambda r: r.info.start_time)
+    assert {"perception_distortion.png", "perception_distortion.json"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)}

@@ -141,3 +141,21 @@ def test_offline_without_the_lpips_backbone_the_run_stops_before_reading_a_check
     with pytest.raises(RuntimeError, match=f"{offline_torch_hub}/pyiqa/niqe_modelparameters.mat"):
         evaluate_models(_pairs(), _unread_checkpoint, _unread_checkpoint, 4,
                         {**params, "lpips": None})
+
+
+def test_with_no_registry_the_figure_shows_the_evaluation_and_says_why():
+    """serving.registry.model_name: null (register_generators' report says so): the node reads
+    no registry, draws this evaluation's models and names the reason under the panel."""
+    from srgan_pipeline.evaluation import _caption
+    from srgan_pipeline.pipelines.evaluation.nodes import plot_perception_distortion
+
+    summary = {"s": {model: {"psnr_y": psnr, "lpips": 0.2, "lpips_weights": "alex/random"}
+                     for model, psnr in [("bicubic", 20.0), ("srgan", 21.0)]}}
+    report = {"model_name": None, "alias": "champion", "score_rule": "mean psnr_y over s",
+              "sets": ["s"], "registered": [], "champion": None,
+              "skipped_because": "serving.registry.model_name is null"}
+    figure, points = plot_perception_distortion(summary, report)
+    assert figure.shape == (380, 440, 3)
+    assert [p["label"] for p in points["sets"]["s"]["points"]] == ["bicubic", "srgan"]
+    assert _caption(points["sets"]["s"], points["registry"], "s") == (
+        "registered versions not shown: serving.registry.model_name is null")

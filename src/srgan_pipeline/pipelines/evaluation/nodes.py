@@ -22,6 +22,7 @@ from srgan_pipeline.evaluation import (
     group_pairs,
     model_functions,
     perception_distortion_figure,
+    perception_distortion_points,
     score_images,
     scored_metrics,
     summary_markdown,
@@ -31,6 +32,7 @@ from srgan_pipeline.inference import InferencePlan, Upscaler, plan_inference
 from srgan_pipeline.lpips_metric import LPIPSMetric
 from srgan_pipeline.niqe import load_pristine_model
 from srgan_pipeline.params import EvaluationParams, FiguresParams, validate_params
+from srgan_pipeline.serving.nodes import compared_versions
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +140,18 @@ def summarise_evaluation(per_image: pd.DataFrame) -> tuple[dict[str, Any], str]:
     return as_json, markdown
 
 
-def plot_perception_distortion(evaluation_summary: dict[str, Any]) -> np.ndarray:
-    """Each model a point of Y-PSNR against LPIPS per set; also logged to MLflow."""
-    figure = perception_distortion_figure(evaluation_summary)
+def plot_perception_distortion(evaluation_summary: dict[str, Any],
+                               model_registry_report: dict[str, Any]
+                               ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Y-PSNR against LPIPS per set: each model of this evaluation and each version registered
+    under the same champion rule (read after registration, so this evaluation's own generators
+    carry their version numbers); the figure and its points, both also logged to MLflow."""
+    points = perception_distortion_points(evaluation_summary,
+                                          compared_versions(model_registry_report))
+    figure = perception_distortion_figure(points)
     tracking.log_image(figure, "perception_distortion.png")
-    return figure
+    tracking.log_dict(points, "perception_distortion.json")
+    return figure, points
 
 
 def _refuse_other_scales(generators: dict[str, Any], scale: int) -> None:

@@ -26,17 +26,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="summarise_evaluation",
             ),
             Node(
-                plot_perception_distortion,
-                inputs="evaluation_summary",
-                outputs="evaluation_perception_distortion",
-                name="plot_perception_distortion",
-            ),
-            Node(
                 register_generators,
                 inputs=["generator_pretrained", "generator_gan", "evaluation_summary",
                         "eval_pairs", "params:scale", "params:serving"],
                 outputs="model_registry_report",
                 name="register_generators",
+            ),
+            Node(  # after registration: the registered versions are points of it too
+                plot_perception_distortion,
+                inputs=["evaluation_summary", "model_registry_report"],
+                outputs=["evaluation_perception_distortion",
+                         "evaluation_perception_distortion_points"],
+                name="plot_perception_distortion",
             ),
         ]
     )
