@@ -39,6 +39,25 @@ def test_gradients_reach_the_input_but_not_vgg():
     assert params and all(not p.requires_grad and p.grad is None for p in params)
 
 
+def test_stored_in_bf16_it_gives_autocasts_losses_and_gradients_bit_for_bit():
+    """The copy in the training dtype only saves autocast's per-call casts of frozen weights."""
+    loss = VGGPerceptualLoss(layer="relu2_2", weights="random")
+    twin = loss.in_dtype(torch.bfloat16)
+    assert loss.in_dtype(torch.float32) is loss and twin is not loss
+    assert loss.features[0].weight.dtype == torch.float32  # the original keeps its weights
+    assert twin.features[0].weight.dtype == torch.bfloat16
+    gen = torch.Generator().manual_seed(0)
+    sr, hr = torch.rand(2, 3, 24, 24, generator=gen), torch.rand(2, 3, 24, 24, generator=gen)
+    results = []
+    for module in (loss, twin):
+        x = sr.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = module(x, hr)
+        value.backward()
+        results.append((value, x.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 def test_stays_in_eval_mode_when_parent_trains():
     parent = nn.ModuleDict({"loss": random_loss(), "other": nn.Dropout()})
     parent.train()

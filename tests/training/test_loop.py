@@ -4,7 +4,10 @@ The helpers here serve every test of training/."""
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +19,9 @@ from srgan_pipeline import devices
 from srgan_pipeline.checkpoints import build_generator
 from srgan_pipeline.models import Critic
 from srgan_pipeline.training import clock as clock_module
+from srgan_pipeline.training import loop as loop_module
 from srgan_pipeline.training import phase_config, pretrain, train_adversarial
+from srgan_pipeline.training.state import LossReader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,6 +147,98 @@ def test_max_minutes_stops_cleanly(tmp_path, monkeypatch):
     assert 1 <= state["step"] < 100
     assert rec.saved[-1]["step"] == state["step"]
     assert rec.saved[-1]["stopped_because"] == "max_minutes"
+
+def test_the_time_budget_never_stops_a_run_before_its_floor(tmp_path, monkeypatch):
+    def run(**floor):
+        clock = itertools.count(step=13.0)  # each clock read: 13 "seconds" later
+        monkeypatch.setattr(clock_module, "now", lambda: next(clock))
+        return pretrain(build_generator(GEN, seed=0), loader(), None,
+                        cfg(iterations=100, perceptual_weight=0.0, max_minutes=1.0,
+                            checkpoint_every=50, **floor))
+
+    assert run()["step"] < 30  # the budget alone stops earlier ...
+    floored = run(min_iterations=30)
+    assert floored["step"] == 30 and floored["stopped_because"] == "max_minutes"  # ... not here
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "adversarial"])
+def test_losses_read_a_step_late_give_the_same_windows_and_weights(tmp_path, perceptual,
+                                                                   monkeypatch, phase):
+    """CUDA reads losses one update late (no host sync in a step): forced on CPU, the logged
+    windows and the weights are those of reading at once, bit for bit."""
+    runs = {}
+    for late in (False, True):
+        monkeypatch.setattr(loop_module, "LossReader", lambda late, forced=late: LossReader(forced))
+        rec = Recorder(tmp_path)
+        config = cfg(phase, iterations=5, log_every=2, checkpoint_every=3)
+        kwargs = dict(on_log=rec.on_log, on_checkpoint=rec.on_checkpoint)
+        if phase == "pretrain":
+            state = pretrain(build_generator(GEN, seed=0), loader(), perceptual, config, **kwargs)
+        else:
+            state = train_adversarial(build_generator(GEN, seed=0), tiny_critic(), loader(),
+                                      perceptual, config, **kwargs)
+        runs[late] = state, rec
+    (eager, at_once), (late, one_late) = runs[False], runs[True]
+    assert [s for s, _ in one_late.logs] == [s for s, _ in at_once.logs] == [2, 4, 5]
+    assert one_late.losses() == at_once.losses()
+    assert [s["step"] for s in one_late.saved] == [3, 5]
+    assert all(torch.equal(eager["generator"][k], late["generator"][k])
+               for k in eager["generator"])
+
+
+def _to_float64(batches):
+    for low_res, high_res in batches:
+        yield low_res.double(), high_res.double()
+
+
+def _weights_error(state, reference) -> tuple[float, float]:
+    """Max and mean |difference| over the generator's floating-point state (BN stats too)."""
+    diffs = [(state["generator"][k].double() - reference["generator"][k].double()).abs()
+             for k in reference["generator"] if reference["generator"][k].is_floating_point()]
+    return (max(d.max().item() for d in diffs),
+            sum(d.sum().item() for d in diffs) / sum(d.numel() for d in diffs))
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="torch.compile on CPU (inductor) needs a C++ compiler; none found")
+def test_a_compiled_step_trains_the_weights_the_eager_step_does(perceptual, monkeypatch):
+    """``compile: reduce-overhead`` (on CPU: inductor without CUDA graphs) against eager.
+
+    Compiled code fuses and reorders float32 arithmetic, so its weights differ from eager's in
+    the last bits. Both are float32 evaluations of one computation: against the same run in
+    float64 the compiled weights must be about as close as the eager ones are (measured at
+    commit time: max 1.8e-6 vs 9.6e-7, mean 2.36e-9 vs 2.35e-9), so the bounds are 4x eager's
+    max and 2x its mean. Phase 2 (compiled generator and VGG, eager critic) has no float64 run
+    (the gradient penalty is float32 by design): its compiled and eager weights must differ by
+    no more than 10x the mean rounding difference phase 1 shows against float64.
+    Compiling takes ~35 s on 2 cores; phase 2 reuses phase 1's compiled graphs.
+    """
+    def run(phase, compile=None, float64=False):
+        generator, vgg, batches = build_generator(GEN, seed=0), perceptual, loader()
+        if float64:
+            generator, vgg, batches = generator.double(), copy.deepcopy(vgg).double(), \
+                _to_float64(batches)
+        config = cfg(phase, iterations=3, compile=compile, log_every=100, checkpoint_every=100)
+        if phase == "pretrain":
+            return pretrain(generator, batches, vgg, config)
+        return train_adversarial(generator, tiny_critic(), batches, vgg, config)
+
+    modes, compile_ = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, mode: modes.append(mode) or compile_(
+        module, mode=mode))
+    reference = run("pretrain", float64=True)
+    eager_max, eager_mean = _weights_error(run("pretrain"), reference)
+    assert modes == []
+    compiled = run("pretrain", compile="reduce-overhead")
+    assert modes == ["reduce-overhead"] * 2  # the generator and the VGG loss
+    assert not any(k.startswith("_orig_mod") for k in compiled["generator"])  # plain keys
+    compiled_max, compiled_mean = _weights_error(compiled, reference)
+    assert 0 < eager_mean and compiled_max <= 4 * eager_max and compiled_mean <= 2 * eager_mean
+
+    _, gan_mean = _weights_error(run("adversarial", compile="reduce-overhead"),
+                                 run("adversarial"))
+    assert gan_mean <= 10 * eager_mean
+
 
 def test_resume_may_switch_memory_format_and_precision(tmp_path):
     first = pretrain(

@@ -84,3 +84,21 @@ def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
                  "body_tail.1.running_mean"):
         torch.testing.assert_close(averaged.state_dict()[name], final["generator_ema"][name])
         assert not torch.allclose(final["generator"][name], final["generator_ema"][name])
+
+def test_the_ema_update_is_torchs_without_its_host_syncs():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from srgan_pipeline.training.pretrain import _update_ema
+
+    model = build_generator(GEN, seed=0)
+    ours, torchs = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+                    for _ in range(2))
+    for seed in range(3):  # the first update copies, the later ones average
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+        _update_ema(ours, model)
+        torchs.update_parameters(model)
+        assert ours.n_averaged.device.type == "cpu" and ours.n_averaged == torchs.n_averaged
+        for key, value in torchs.state_dict().items():
+            assert torch.equal(ours.state_dict()[key], value), key

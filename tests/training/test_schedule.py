@@ -19,6 +19,19 @@ def test_lr_factor_warms_up_then_follows_a_cosine_to_zero():
     assert lr_factor(cosine, 10, budget_used=0.5) == pytest.approx(0.5)
     assert lr_factor(cfg(iterations=100), 50) == 1.0
 
+def test_a_cosine_under_a_floor_decays_to_zero_at_the_floor_when_the_budget_is_spent():
+    floored = cfg(iterations=100, lr_schedule="cosine", max_minutes=1.0, min_iterations=40)
+    # the budget is long spent, but the floor keeps the run going to step 40: not at lr 0
+    assert lr_factor(floored, 20, budget_used=3.0) == pytest.approx(0.5)
+    assert lr_factor(floored, 40, budget_used=3.0) == pytest.approx(0.0)
+    # half the budget at step 10: the run will end at the floor, so the steps drive the decay
+    assert lr_factor(floored, 10, budget_used=0.5) == pytest.approx(0.5 * (1 + math.cos(
+        math.pi / 4)))
+    # 0.6 of it at step 30: the budget ends the run past the floor, and drives the decay
+    assert lr_factor(floored, 30, budget_used=0.6) == pytest.approx(0.5 * (1 + math.cos(
+        math.pi * 0.6)))
+
+
 def test_lr_factor_steps_down_at_each_milestone_as_the_paper_does():
     paper = cfg("adversarial", iterations=200_000, lr_schedule="step", lr_milestones=[100_000],
                 lr_gamma=0.1)

@@ -26,6 +26,7 @@ Weights (`weights=`):
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from http.client import HTTPException
@@ -159,6 +160,21 @@ class VGGPerceptualLoss(nn.Module):
     def train(self, mode: bool = True) -> VGGPerceptualLoss:
         """Ignore `mode`: the loss network is fixed and stays in eval mode."""
         return super().train(False)
+
+    def in_dtype(self, dtype: torch.dtype) -> VGGPerceptualLoss:
+        """This loss with its convolutions stored in ``dtype``: itself if they already are, else
+        a copy (``self`` keeps its float32 weights, which a round trip through bf16 would lose).
+
+        For training under bf16 autocast: autocast casts only weights that require grad once per
+        forward, and these are frozen, so it would cast all of them again at every call. Stored
+        in bf16 they give the same losses bit for bit (the same rounding, done once). The copy
+        runs only under autocast (its inputs are normalised in float32).
+        """
+        if self.features[0].weight.dtype == dtype:
+            return self
+        twin = copy.deepcopy(self)
+        twin.features.to(dtype)
+        return twin
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Rescaled VGG features (divided by FEATURE_SCALE) of images in [0, 1]."""

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from srgan_pipeline.architecture import CRITIC_DOWNSAMPLES, CRITIC_MIN_INPUT, CRITIC_POOL_SIZE
-from srgan_pipeline.names import LR_SCHEDULES, PIXEL_LOSSES
+from srgan_pipeline.names import COMPILE_MODES, LR_SCHEDULES, PIXEL_LOSSES
 from srgan_pipeline.params.rules import (
     AmpBf16,
     Betas,
@@ -56,15 +56,28 @@ class PhaseParams(Params):
     channels_last: bool
     amp_bf16: AmpBf16
     max_minutes: PositiveFloat | None
+    min_iterations: PositiveInt | None  # the time budget never stops a run before it
     lr_schedule: Literal[LR_SCHEDULES]
     warmup_steps: NonNegativeInt
     # step: the learning rate is multiplied by lr_gamma at each of these generator steps
     # (absolute steps, so a resumed or extended run keeps them where they were).
     lr_milestones: Milestones
     lr_gamma: Annotated[float, Field(gt=0, le=1)]
+    # torch.compile mode of the trained generator and the VGG loss; null: eager.
+    # reduce-overhead also captures them in CUDA graphs (CUDA only; elsewhere as default).
+    compile: Literal[COMPILE_MODES] | None
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> PhaseParams:
+        if self.min_iterations is not None:
+            if self.max_minutes is None:
+                raise ValueError(f"min_iterations ({self.min_iterations}) is a floor under the "
+                                 "time budget, but max_minutes is null: set max_minutes, or "
+                                 "min_iterations to null")
+            if self.min_iterations > self.iterations:
+                raise ValueError(f"min_iterations ({self.min_iterations}) is more than "
+                                 f"iterations ({self.iterations}): the floor must be <= the "
+                                 "iteration count")
         steps = self.lr_milestones
         if list(steps) != sorted(set(steps)):
             raise ValueError(f"lr_milestones must be increasing steps, got {list(steps)}")

@@ -22,7 +22,6 @@ from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.loop import OnCheckpoint, Phase, adam, run
 from srgan_pipeline.training.meter import OnLog
-from srgan_pipeline.training.state import finite_values
 
 
 def train_adversarial(
@@ -79,12 +78,15 @@ class AdversarialTraining(Phase):
         self.train_critic = world.wrap(self.critic)
 
     def train_step(self, feed: BatchFeed, step: int) -> list[dict[str, float]]:
-        critic_values = [self.critic_step(*feed.next(), step) for _ in range(self.cfg.n_critic)]
-        return [*critic_values, self.generator_step(*feed.next(), step)]
+        values = []
+        for _ in range(self.cfg.n_critic):
+            values += self.critic_step(*feed.next(), step)
+        return values + self.generator_step(*feed.next(), step)
 
     def critic_step(self, low_res: torch.Tensor, high_res: torch.Tensor, step: int
-                    ) -> dict[str, float]:
+                    ) -> list[dict[str, float]]:
         """Maximise W = E[critic(real)] - E[critic(fake)] under the gradient penalty."""
+        self.step_begins()
         real = unit_to_hr(high_res)
         # The generator stays in train mode (BatchNorm on batch statistics, as in its own
         # step), so these forwards also update its running statistics. Not through DDP: no
@@ -100,16 +102,17 @@ class AdversarialTraining(Phase):
         # DDP all-reduces the critic's gradients of both terms together.
         gp = gradient_penalty(self.train_critic, real, fake, self.cfg.gp_weight)  # fp32 inside
         c_loss = w_loss + gp
-        values = finite_values({"critic/wasserstein_distance": -w_loss,
-                                "critic/gradient_penalty": gp, "critic/loss": c_loss}, step)
+        values = self.losses.take({"critic/wasserstein_distance": -w_loss,
+                                   "critic/gradient_penalty": gp, "critic/loss": c_loss}, step)
         self.optimizer_c.zero_grad(set_to_none=True)
         c_loss.backward()
         self.optimizer_c.step()
         return values
 
     def generator_step(self, low_res: torch.Tensor, high_res: torch.Tensor, step: int
-                       ) -> dict[str, float]:
+                       ) -> list[dict[str, float]]:
         """Content losses plus fooling the critic."""
+        self.step_begins()
         # Gradients flow through the critic, not into it: the critic itself, not its DDP
         # wrapper, which would wait for critic gradients that never come.
         self.critic.requires_grad_(False)
@@ -122,7 +125,7 @@ class AdversarialTraining(Phase):
         finally:
             self.critic.requires_grad_(True)
         losses["gan/generator_total"] = total
-        values = finite_values(losses, step)
+        values = self.losses.take(losses, step)
         self.optimizer_g.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer_g.step()

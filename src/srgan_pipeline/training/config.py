@@ -22,8 +22,8 @@ PHASES = {"pretrain": PretrainParams, "adversarial": AdversarialParams}
 # Phase settings that may differ between a run and its resume (resume.run_identity leaves them
 # out): how long, how often to log and save; and the ones that change the speed of a step but
 # not which run it is.
-RUN_CONTROL = frozenset({"iterations", "max_minutes", "log_every", "checkpoint_every",
-                         "channels_last", "amp_bf16"})
+RUN_CONTROL = frozenset({"iterations", "max_minutes", "min_iterations", "log_every",
+                         "checkpoint_every", "channels_last", "amp_bf16", "compile"})
 
 CONF_BASE = Path(__file__).resolve().parents[3] / "conf" / "base"
 

@@ -33,7 +33,13 @@ from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.meter import Meter, OnLog
 from srgan_pipeline.training.schedule import lr_factor
-from srgan_pipeline.training.state import begin, check_finite_weights, restore_optimizer, snapshot
+from srgan_pipeline.training.state import (
+    LossReader,
+    begin,
+    check_finite_weights,
+    restore_optimizer,
+    snapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +73,41 @@ class Phase:
         # Weight 0 skips the VGG forward/backward entirely (it costs more than the generator).
         self.vgg = perceptual if cfg.perceptual_weight > 0 else None
         self.device = next(generator.parameters()).device
-        self.autocast = prepare(cfg, self.device, generator, *modules, self.vgg)
+        self.autocast, dtype = prepare(cfg, self.device, generator, *modules, self.vgg)
+        if self.vgg is not None and dtype is not None:
+            # Frozen weights are recast by autocast at every call (it caches only casts of
+            # weights that require grad): store them in the training dtype once instead. The
+            # same rounding, so the same losses bit for bit (tests/training/test_loop.py).
+            self.vgg = self.vgg.in_dtype(dtype)
+        # Loss values read to the host: at once on CPU, one update late on CUDA (LossReader).
+        self.losses = LossReader(late=self.device.type == "cuda")
         self.models: dict[str, nn.Module] = {"generator": generator}
         self.optimizers: dict[str, tuple[torch.optim.Optimizer, float, Any]] = {}
         self.train_generator: nn.Module = generator
         generator.train()
 
     def distribute(self, world: World) -> None:
-        """Wrap the trained modules for ``world`` (after their weights are loaded)."""
-        self.train_generator = world.wrap(self.generator)
+        """Wrap the trained modules for ``world`` (after their weights are loaded), and
+        compile them and the VGG loss where ``cfg.compile`` asks."""
+        self.train_generator = self.compiled(world.wrap(self.generator))
+        if self.vgg is not None:
+            self.vgg = self.compiled(self.vgg)
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        """``module`` through torch.compile in ``cfg.compile``'s mode (None: as it is).
+
+        The compiled module shares its parameters with ``module``: loading, averaging and
+        saving keep using the plain one, so checkpoints have no ``_orig_mod.`` keys."""
+        if self.cfg.compile is None:
+            return module
+        return torch.compile(module, mode=self.cfg.compile)
+
+    def step_begins(self) -> None:
+        """Before each update: a new CUDA graph iteration where the step is captured."""
+        if self.cfg.compile == "reduce-overhead":
+            # The graphs' outputs of the last update may be overwritten from here on; without
+            # this, a second forward before a backward (phase 2's critic steps) would be refused.
+            torch.compiler.cudagraph_mark_step_begin()
 
     def start_from(self, start: Mapping[str, Any] | None, resuming: bool) -> None:
         raise NotImplementedError
@@ -144,6 +176,8 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
             for values in phase.train_step(feed, step + 1):
                 meter.add(values)
             step += 1
+            if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
+                _read_all(phase, meter)  # a window's or a checkpoint's losses, all checked
             meter.step_done(step)
             signum = _signal_agreed(world)
             if signum:
@@ -151,7 +185,7 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
                 break
             exceeded = (budget.exceeded() if world.size == 1 or budget.limit_s is None
                         else budget_used() > 1)
-            if step < cfg.iterations and exceeded:
+            if step < cfg.iterations and exceeded and step >= (cfg.min_iterations or 0):
                 stopped_because = "max_minutes"
                 break
             # The last step's checkpoint is the final state, written below.
@@ -161,6 +195,7 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
                 if world.main:
                     on_checkpoint(checkpoint)
                 saved_at = step
+        _read_all(phase, meter)
         final = state(stopped_because)
         meter.flush(step)  # the last, partial window
         meter.close()
@@ -172,6 +207,11 @@ def run(phase: Phase, batches: Iterator[Batch], *, start: Mapping[str, Any] | No
     if stopped_because.startswith("SIG"):
         raise stop.Interrupted(stopped_because, phase.name, step)
     return final
+
+
+def _read_all(phase: Phase, meter: Meter) -> None:
+    for values in phase.losses.drain():
+        meter.add(values)
 
 
 def _signal_agreed(world: World) -> int:
@@ -205,8 +245,9 @@ def _set_learning_rates(phase: Phase, factor: float) -> None:
 
 
 def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
-            ) -> Callable[[], contextlib.AbstractContextManager]:
-    """Move the modules to the generator's device and memory format; the autocast context."""
+            ) -> tuple[Callable[[], contextlib.AbstractContextManager], torch.dtype | None]:
+    """Move the modules to the generator's device and memory format; the autocast context
+    and the dtype it runs the convolutions in (None: no autocast, the modules' own)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest convs once
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -223,8 +264,8 @@ def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
         if device.type == "cpu" and not cpu_has_fast_bf16():
             logger.warning("amp_bf16 on a CPU without AMX/AVX512-BF16: bf16 may be slower than "
                            "float32 here")
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16), torch.bfloat16
+    return contextlib.nullcontext, None
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:

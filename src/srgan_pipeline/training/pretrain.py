@@ -17,7 +17,7 @@ from srgan_pipeline.training.distributed import SINGLE, World
 from srgan_pipeline.training.feed import Batch, BatchFeed
 from srgan_pipeline.training.loop import OnCheckpoint, Phase, adam, run
 from srgan_pipeline.training.meter import OnLog
-from srgan_pipeline.training.state import finite_values, to_cpu_copy
+from srgan_pipeline.training.state import to_cpu_copy
 
 _BN_BATCHES = 20  # batches that set the EMA copy's BatchNorm statistics at each snapshot
 
@@ -69,18 +69,19 @@ class Pretraining(Phase):
 
     def train_step(self, feed: BatchFeed, step: int) -> list[dict[str, float]]:
         low_res, high_res = feed.next()
+        self.step_begins()
         with self.autocast():
             sr_unit = hr_to_unit(self.train_generator(low_res))
             losses, total = self.content_loss("pretrain", sr_unit, high_res)
         losses["pretrain/total"] = total
-        values = finite_values(losses, step)  # before the update: the weights stay good
+        values = self.losses.take(losses, step)  # on CPU before the update (LossReader)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.generator)
+            _update_ema(self.ema, self.generator)
             self.recent_inputs.append(low_res)
-        return [values]
+        return values
 
     def extra_state(self) -> dict[str, Any]:
         if self.ema is None:
@@ -89,6 +90,26 @@ class Pretraining(Phase):
             update_bn(self.recent_inputs, self.ema.module)
         return {"generator_ema": to_cpu_copy(self.ema.module.state_dict()),
                 "ema_bn_inputs": to_cpu_copy(list(self.recent_inputs))}
+
+
+def _update_ema(ema: AveragedModel, model: nn.Module) -> None:
+    """``ema.update_parameters(model)`` without its host syncs, the same arithmetic.
+
+    torch's version moves the CPU counter ``n_averaged`` to the GPU for its averaging function
+    at every update, a copy the host waits on; the EMA's function ignores the count. Here the
+    count stays on the CPU, and the first update copies, as torch's does.
+    """
+    averaged = [p.detach() for p in ema.module.parameters()]
+    current = [p.detach() for p in model.parameters()]
+    if ema.n_averaged.item() == 0:  # a CPU tensor: no device sync
+        for p_averaged, p_model in zip(averaged, current, strict=True):
+            p_averaged.copy_(p_model)
+    else:
+        ema.multi_avg_fn(averaged, current, ema.n_averaged)
+    # Buffers follow the model (use_buffers=False); update_bn replaces them at each snapshot.
+    for b_averaged, b_model in zip(ema.module.buffers(), model.buffers(), strict=True):
+        b_averaged.detach().copy_(b_model.detach())
+    ema.n_averaged += 1
 
 
 def _ema_of(generator: Generator, decay: float | None) -> AveragedModel | None:

@@ -20,20 +20,60 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss (or the weights) became NaN/inf; raised before the optimiser step, so the
-    last checkpoint written is still good."""
+    """A loss (or the weights) became NaN/inf. Raised before any checkpoint is written after
+    it, so the last checkpoint written is still good."""
+
+
+class LossReader:
+    """Reads a phase's loss values to the host, refusing non-finite ones.
+
+    ``late=False`` (CPU): each :meth:`take` reads its own losses at once, before the optimiser
+    step it precedes, so a NaN stops training with the weights untouched; on a CPU the host
+    computed them itself, so reading costs nothing.
+
+    ``late=True`` (CUDA): :meth:`take` keeps its losses on the device and reads the previous
+    take's. Reading a value the GPU has not computed yet blocks the host until the GPU is idle;
+    one take later the host has already queued the next forward pass, so the GPU never waits
+    for the host. A NaN is then found one update later: the loop reads everything left
+    (:meth:`drain`) before each log window ends and each checkpoint, so no checkpoint holds
+    weights trained past a non-finite loss.
+    """
+
+    def __init__(self, late: bool):
+        self.late = late
+        self.unread: tuple[list[str], torch.Tensor, int] | None = None
+
+    def take(self, losses: dict[str, torch.Tensor], step: int) -> list[dict[str, float]]:
+        """Hand over one update's losses; the values ready to log (none, or one dict)."""
+        # One stacked copy: a single transfer when read, and no reference kept to a tensor a
+        # compiled graph may overwrite at its next replay (CUDA graphs reuse output memory).
+        stacked = torch.stack([v.detach().float() for v in losses.values()])
+        taken = (list(losses), stacked, step)
+        if not self.late:
+            return [_finite(*taken, late=False)]
+        earlier, self.unread = self.unread, taken
+        return [] if earlier is None else [_finite(*earlier, late=True)]
+
+    def drain(self) -> list[dict[str, float]]:
+        """The values still unread (at most one dict)."""
+        earlier, self.unread = self.unread, None
+        return [] if earlier is None else [_finite(*earlier, late=True)]
 
 
 def finite_values(losses: dict[str, torch.Tensor], step: int) -> dict[str, float]:
     """Losses as floats (one device sync for all), or NonFiniteLossError naming the first bad."""
-    floats = torch.stack([v.detach().float() for v in losses.values()]).tolist()
-    values = dict(zip(losses, floats, strict=True))
+    return LossReader(late=False).take(losses, step)[0]
+
+
+def _finite(names: list[str], stacked: torch.Tensor, step: int, late: bool) -> dict[str, float]:
+    values = dict(zip(names, stacked.tolist(), strict=True))
     for name, value in values.items():
         if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"step {step}: loss {name} = {value}; stopped before the optimiser step, "
-                "the last checkpoint is unaffected (lower the learning rate or check the data)"
-            )
+            when = ("read one update late (as on CUDA, where losses are read at the next "
+                    "step); no checkpoint was written after it" if late else
+                    "stopped before the optimiser step, the last checkpoint is unaffected")
+            raise NonFiniteLossError(f"step {step}: loss {name} = {value}; {when} (lower the "
+                                     "learning rate or check the data)")
     return values
 
 
