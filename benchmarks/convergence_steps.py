@@ -23,6 +23,7 @@ pipeline's tiles give); scores are Y-PSNR with a 4-pixel crop, as the evaluation
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -47,6 +48,9 @@ VARIANTS = {
     "l1": ({"residual_init_scale": 0.1}, {"pixel_loss": "l1"}),
     "constant_lr": ({"residual_init_scale": 0.1}, {"lr_schedule": "constant", "warmup_steps": 0}),
     "lr5e-4": ({"residual_init_scale": 0.1}, {"lr": 5e-4}),
+    # conf/quickstart's phase 1: the input skip, constant lr 2e-4, no warm-up
+    "quickstart": ({"residual_init_scale": 0.1, "input_skip": True},
+                   {"lr_schedule": "constant", "warmup_steps": 0}),
 }
 FIELDS = ["variant", "seed", "steps", "device", "psnr_y", "psnr_y_ema", "bicubic_psnr_y",
           "gain_db", "gain_ema_db", "train_s", "finished_at"]
@@ -89,6 +93,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="also score the raw weights every N steps (a row each): with a "
+                             "constant lr, the rows of one run are those of shorter runs")
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--results", type=Path,
@@ -108,6 +115,7 @@ def main() -> None:
     pairs = [(mod_crop(hr, 4), lr) for (_, hr), (_, lr)
              in zip(images(args.eval_hr, args.images), images(args.eval_lr, args.images),
                     strict=True)]
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else device.type
     bicubic = float(np.mean([psnr_y(bicubic_upscale(lr, 4), hr) for hr, lr in pairs]))
     print(f"{len(hr_tiles)} training images, {len(pairs)} evaluation images, "
           f"bicubic {bicubic:.2f} dB, device {device}", flush=True)
@@ -123,14 +131,30 @@ def main() -> None:
             batches = make_loader(dataset, cfg.batch_size, args.num_workers, seed, device)
             generator = build_generator({"scale": 4, **generator_options}, seed=seed)
             started = time.perf_counter()
-            state = pretrain(generator.to(device), batches, None, cfg)
+            every = args.eval_every or args.steps
+            cfg = cfg.model_copy(update={"checkpoint_every": every})
+            scorer = copy.deepcopy(generator)
+
+            def score_at(state, variant=variant, seed=seed, started=started, scorer=scorer):
+                scorer.load_state_dict(state["generator"])
+                raw = score(scorer.to(device), pairs)
+                print(f"{variant:14s} seed {seed}  step {state['step']}  raw {raw:.2f} "
+                      f"({raw - bicubic:+.2f})", flush=True)
+                append_row(args.results, FIELDS, {
+                    "variant": variant, "seed": seed, "steps": state["step"],
+                    "device": device_name, "psnr_y": round(raw, 3), "psnr_y_ema": "",
+                    "bicubic_psnr_y": round(bicubic, 3), "gain_db": round(raw - bicubic, 3),
+                    "gain_ema_db": "", "train_s": round(time.perf_counter() - started, 1),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+            state = pretrain(generator.to(device), batches, None, cfg,
+                             on_checkpoint=score_at if args.eval_every else None)
             train_s = time.perf_counter() - started
             raw = score(generator, pairs)
             generator.load_state_dict(state["generator_ema"])
             ema = score(generator, pairs)
             row = {"variant": variant, "seed": seed, "steps": state["step"],
-                   "device": torch.cuda.get_device_name() if device.type == "cuda"
-                   else device.type,
+                   "device": device_name,
                    "psnr_y": round(raw, 3), "psnr_y_ema": round(ema, 3),
                    "bicubic_psnr_y": round(bicubic, 3), "gain_db": round(raw - bicubic, 3),
                    "gain_ema_db": round(ema - bicubic, 3), "train_s": round(train_s, 1),
