@@ -34,7 +34,7 @@ BUILTIN_PHOTOS = {
 # What a phase's pixel_loss names (losses.pixel_loss) and its lr_schedule (training/schedule.py).
 PIXEL_LOSSES = ("mse", "l1")
 LR_SCHEDULES = ("constant", "cosine", "step")
-# torch.compile modes a training phase may use (its `compile`; null: eager).
+# torch.compile modes a training phase may use (its `compile`; null: eager; auto: by device).
 COMPILE_MODES = ("default", "reduce-overhead")
 
 # reluX_Y = ReLU after the Y-th conv of block X, as an index into torchvision's vgg19().features

@@ -21,6 +21,7 @@ from srgan_pipeline.models import Critic
 from srgan_pipeline.training import clock as clock_module
 from srgan_pipeline.training import loop as loop_module
 from srgan_pipeline.training import phase_config, pretrain, train_adversarial
+from srgan_pipeline.training.distributed import World
 from srgan_pipeline.training.state import LossReader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -238,6 +239,15 @@ def test_a_compiled_step_trains_the_weights_the_eager_step_does(perceptual, monk
     _, gan_mean = _weights_error(run("adversarial", compile="reduce-overhead"),
                                  run("adversarial"))
     assert gan_mean <= 10 * eager_mean
+
+
+def test_compile_auto_captures_cuda_graphs_on_one_cuda_process_only():
+    one_gpu, two_gpus = World(), World(rank=0, size=2, device=torch.device("cuda"))
+    assert loop_module.compile_mode("auto", torch.device("cuda"), one_gpu) == "reduce-overhead"
+    assert loop_module.compile_mode("auto", torch.device("cpu"), one_gpu) is None
+    assert loop_module.compile_mode("auto", torch.device("cuda"), two_gpus) is None
+    assert loop_module.compile_mode("default", torch.device("cpu"), one_gpu) == "default"
+    assert loop_module.compile_mode(None, torch.device("cuda"), one_gpu) is None
 
 
 def test_resume_may_switch_memory_format_and_precision(tmp_path):

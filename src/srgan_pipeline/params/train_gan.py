@@ -63,9 +63,9 @@ class PhaseParams(Params):
     # (absolute steps, so a resumed or extended run keeps them where they were).
     lr_milestones: Milestones
     lr_gamma: Annotated[float, Field(gt=0, le=1)]
-    # torch.compile mode of the trained generator and the VGG loss; null: eager.
-    # reduce-overhead also captures them in CUDA graphs (CUDA only; elsewhere as default).
-    compile: Literal[COMPILE_MODES] | None
+    # torch.compile mode of the trained generator and the VGG loss; null: eager; auto:
+    # reduce-overhead on one CUDA process, else eager (training/loop.py, compile_mode).
+    compile: Literal[("auto", *COMPILE_MODES)] | None
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> PhaseParams:

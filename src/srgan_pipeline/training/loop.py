@@ -89,22 +89,23 @@ class Phase:
     def distribute(self, world: World) -> None:
         """Wrap the trained modules for ``world`` (after their weights are loaded), and
         compile them and the VGG loss where ``cfg.compile`` asks."""
+        self.compile_mode = compile_mode(self.cfg.compile, self.device, world)
         self.train_generator = self.compiled(world.wrap(self.generator))
         if self.vgg is not None:
             self.vgg = self.compiled(self.vgg)
 
     def compiled(self, module: nn.Module) -> nn.Module:
-        """``module`` through torch.compile in ``cfg.compile``'s mode (None: as it is).
+        """``module`` through torch.compile in ``compile_mode`` (None: as it is).
 
         The compiled module shares its parameters with ``module``: loading, averaging and
         saving keep using the plain one, so checkpoints have no ``_orig_mod.`` keys."""
-        if self.cfg.compile is None:
+        if self.compile_mode is None:
             return module
-        return torch.compile(module, mode=self.cfg.compile)
+        return torch.compile(module, mode=self.compile_mode)
 
     def step_begins(self) -> None:
         """Before each update: a new CUDA graph iteration where the step is captured."""
-        if self.cfg.compile == "reduce-overhead":
+        if self.compile_mode == "reduce-overhead":
             # The graphs' outputs of the last update may be overwritten from here on; without
             # this, a second forward before a backward (phase 2's critic steps) would be refused.
             torch.compiler.cudagraph_mark_step_begin()
@@ -266,6 +267,23 @@ def prepare(cfg: PhaseParams, device: torch.device, *modules: nn.Module | None
                            "float32 here")
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16), torch.bfloat16
     return contextlib.nullcontext, None
+
+
+def compile_mode(setting: str | None, device: torch.device, world: World) -> str | None:
+    """The torch.compile mode a phase trains in (None: eager).
+
+    ``auto``: reduce-overhead on a single CUDA process, where a step is ~600 small kernels
+    and launching them costs more than running them (on an H200, phase 1 at batch 16 took 0.40
+    of the eager step's time: benchmarks/results/2026-12-04-nvidia-h200-train-step.md); eager
+    on a CPU, where compiling costs a minute and the step is compute-bound, and with several
+    processes, where CUDA graphs and DDP's gradient buckets are not measured here.
+    """
+    if setting != "auto":
+        return setting
+    chosen = "reduce-overhead" if device.type == "cuda" and world.size == 1 else None
+    logger.info("compile: auto -> %s (%s, %d process%s)", chosen or "eager", device.type,
+                world.size, "" if world.size == 1 else "es")
+    return chosen
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
