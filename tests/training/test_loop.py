@@ -160,6 +160,8 @@ def test_the_time_budget_never_stops_a_run_before_its_floor(tmp_path, monkeypatc
     assert run()["step"] < 30  # the budget alone stops earlier ...
     floored = run(min_iterations=30)
     assert floored["step"] == 30 and floored["stopped_because"] == "max_minutes"  # ... not here
+    capped = run(min_iterations=500)  # a floor above iterations: the run ends at iterations
+    assert capped["step"] == 100 and capped["stopped_because"] == "iterations"
 
 
 @pytest.mark.parametrize("phase", ["pretrain", "adversarial"])
