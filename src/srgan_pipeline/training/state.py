@@ -60,11 +60,6 @@ class LossReader:
         return [] if earlier is None else [_finite(*earlier, late=True)]
 
 
-def finite_values(losses: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-    """Losses as floats (one device sync for all), or NonFiniteLossError naming the first bad."""
-    return LossReader(late=False).take(losses, step)[0]
-
-
 def _finite(names: list[str], stacked: torch.Tensor, step: int, late: bool) -> dict[str, float]:
     values = dict(zip(names, stacked.tolist(), strict=True))
     for name, value in values.items():
