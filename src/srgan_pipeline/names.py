@@ -47,6 +47,15 @@ VGG19_LAYERS = {
     "relu5_1": 29, "relu5_2": 31, "relu5_3": 33, "relu5_4": 35,
 }  # fmt: skip
 
+# How training LR images are made from HR crops, and how a degraded evaluation set's LR are
+# (degradations.py): the paper's MATLAB bicubic, or Real-ESRGAN's second-order real-world model.
+DEGRADATIONS = ("bicubic", "real_world")
+# The real-world model's blur kernels (Wang et al., Real-ESRGAN, ICCVW 2021, section 3.1) and
+# the interpolations of its random resizes, as Real-ESRGAN names them.
+BLUR_KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso",
+                "plateau_aniso")
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+
 # --------------------------------------------------------------------------- devices
 
 # The kinds of device a *.device setting names, each optionally with ":<index>", or "auto"

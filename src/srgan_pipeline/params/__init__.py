@@ -1,7 +1,7 @@
 """The parameters of every pipeline: one pydantic model per top-level block of conf/*/parameters*.
 
-Each block (``scale``, ``data_prep``, ``train_gan``, ``evaluation``, ``upscale``, ``serving``,
-``export``)
+Each block (``scale``, ``data_prep``, ``train_gan``, ``degradations``, ``evaluation``,
+``upscale``, ``serving``, ``export``)
 is checked by ``validate_params`` before any node runs (hooks.py) and again by the nodes that
 read it (so they work outside Kedro too). Unknown keys are refused with the valid ones listed,
 and every error names the full parameter path, e.g. ``upscale.imput_dir: unknown key; valid
@@ -39,6 +39,7 @@ from srgan_pipeline.params.data_prep import (
     TilesParams,
     clashing_source_names,
 )
+from srgan_pipeline.params.degradations import DegradationsParams, RealWorldParams, StageParams
 from srgan_pipeline.params.evaluation import EvaluationParams, FiguresParams
 from srgan_pipeline.params.export import ExportParams
 from srgan_pipeline.params.inference import InferenceParams, TilePerPrecision
@@ -63,6 +64,7 @@ __all__ = [
     "ArchiveLimitsParams",
     "CriticParams",
     "DataPrepParams",
+    "DegradationsParams",
     "DistributedParams",
     "EvaluationParams",
     "ExportParams",
@@ -73,10 +75,12 @@ __all__ = [
     "PerceptualParams",
     "PhaseParams",
     "PretrainParams",
+    "RealWorldParams",
     "RegistryParams",
     "ServingParams",
     "SourceParams",
     "Sources",
+    "StageParams",
     "TilePerPrecision",
     "TilesParams",
     "TrainGanParams",
@@ -96,6 +100,7 @@ PARAMETER_BLOCKS: dict[str, Any] = {
     "scale": Scale,
     "data_prep": DataPrepParams,
     "train_gan": TrainGanParams,
+    "degradations": DegradationsParams,
     "evaluation": EvaluationParams,
     "upscale": UpscaleParams,
     "serving": ServingParams,

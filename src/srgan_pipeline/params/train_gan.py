@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from srgan_pipeline.architecture import CRITIC_DOWNSAMPLES, CRITIC_MIN_INPUT, CRITIC_POOL_SIZE
-from srgan_pipeline.names import COMPILE_MODES, LR_SCHEDULES, PIXEL_LOSSES
+from srgan_pipeline.names import COMPILE_MODES, DEGRADATIONS, LR_SCHEDULES, PIXEL_LOSSES
 from srgan_pipeline.params.rules import (
     AmpBf16,
     Betas,
@@ -134,6 +134,9 @@ class TrainGanParams(Params):
     num_workers: NonNegativeInt
     resume: bool
     checkpoint_dir: str
+    # How the LR crops are made from the HR crops, both phases: the paper's bicubic (the store's
+    # LR) or the real-world model of the degradations block (degradations.py)
+    degradation: Literal[DEGRADATIONS]
     generator: GeneratorParams
     critic: CriticParams
     perceptual: PerceptualParams
